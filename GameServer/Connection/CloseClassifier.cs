@@ -1,0 +1,206 @@
+using System.Net.Sockets;
+using DotNetty.Codecs;
+using DotNetty.Common.Utilities;
+using DotNetty.Transport.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace GameServer.Connection;
+
+/// <summary>
+/// The one place that decides how a connection ended. It watches the three ways DotNetty's socket transport reports
+/// an end: read errors reach <c>ExceptionCaught</c>; write errors (EPIPE, write-side resets) only fail the write's
+/// task, so every write is observed here; end of stream is a bare <c>ChannelInactive</c>. The first cause wins.
+/// When the channel goes inactive it writes one log line, updates the metrics and raises
+/// <see cref="ConnectionClosedEvent"/> through the pipeline.
+/// </summary>
+/// <remarks>
+/// Place it above the codecs so it sees their exceptions, and below the application handlers so their writes pass
+/// through it. It is stateless across channels and may be shared.
+/// </remarks>
+public sealed class CloseClassifier : ChannelDuplexHandler
+{
+    private readonly CloseOptions options;
+    private readonly IConnectionProtocol protocol;
+    private readonly ConnectionMetrics metrics;
+    private readonly ILogger logger;
+
+    public CloseClassifier(CloseOptions options, IConnectionProtocol protocol, ConnectionMetrics metrics, ILogger logger)
+    {
+        this.options = options;
+        this.protocol = protocol;
+        this.metrics = metrics;
+        this.logger = logger;
+    }
+
+    public override bool IsSharable => true;
+
+    public override void ChannelActive(IChannelHandlerContext context)
+    {
+        var state = ConnectionState.Of(context.Channel);
+        state.DrainTimeout = TimeSpan.FromMilliseconds(options.DrainTimeoutMs);
+        metrics.Opened();
+        using (logger.BeginScope(state.Id))
+        {
+            ConnectionLog.Opened(logger, state.Id, state.RemoteEndPoint);
+        }
+
+        context.FireChannelActive();
+    }
+
+    public override void ChannelRead(IChannelHandlerContext context, object message)
+    {
+        // Frames already decoded keep arriving after the transport has closed; nothing may act on them.
+        var state = ConnectionState.Of(context.Channel);
+        if (state.Phase == ConnectionPhase.Closed || !context.Channel.Active)
+        {
+            ReferenceCountUtil.Release(message);
+            return;
+        }
+
+        context.FireChannelRead(message);
+    }
+
+    public override void ExceptionCaught(IChannelHandlerContext context, Exception exception)
+    {
+        var state = ConnectionState.Of(context.Channel);
+        if (FindSocketException(exception) is { } socketException)
+        {
+            var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: false) ?? CloseReason.PeerReset;
+            state.TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
+            _ = context.Channel.CloseAsync(); // DotNetty closes on read errors too; this makes sure.
+            return;
+        }
+
+        if (protocol.TryGetProtocolError(Unwrap(exception), out var code, out var text))
+        {
+            // Stop decoding at once: bytes after a bad frame mean nothing.
+            if (state.Phase == ConnectionPhase.Open && context.Channel.Active)
+            {
+                _ = ConnectionCloser.CloseGracefullyAsync(
+                    context.Channel, CloseReason.ProtocolError, _ => protocol.CreateError(code, text), $"{code}: {text}");
+            }
+
+            return;
+        }
+
+        if (state.Phase != ConnectionPhase.Open || !context.Channel.Active)
+        {
+            return; // late noise from a connection that is already ending (e.g. a read aborted by our own reset)
+        }
+
+        if (state.TrySetReason(CloseReason.InternalError, 0, exception.Message))
+        {
+            using (logger.BeginScope(state.Id))
+            {
+                ConnectionLog.HandlerFault(logger, exception, state.Id);
+            }
+        }
+
+        _ = ConnectionCloser.AbortAsync(context.Channel, CloseReason.InternalError);
+    }
+
+    public override Task WriteAsync(IChannelHandlerContext context, object message)
+    {
+        var task = context.WriteAsync(message);
+        if (!task.IsCompleted)
+        {
+            task.ContinueWith(
+                ObserveWrite,
+                context.Channel,
+                CancellationToken.None,
+                TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+                TaskScheduler.Default);
+        }
+        else if (task.IsFaulted)
+        {
+            ObserveWrite(task, context.Channel);
+        }
+
+        return task;
+    }
+
+    public override Task CloseAsync(IChannelHandlerContext context)
+    {
+        // A close asked for through the pipeline without a recorded reason is still the server's decision.
+        ConnectionState.Of(context.Channel).TrySetReason(CloseReason.ServerClosed);
+        return context.CloseAsync();
+    }
+
+    public override void ChannelInactive(IChannelHandlerContext context)
+    {
+        var state = ConnectionState.Of(context.Channel);
+        state.DrainTimer?.Cancel();
+
+        // Nothing else explained the end: the transport saw end of stream (FIN). An RST that follows a FIN also
+        // reads as a plain EOF on this transport.
+        state.TrySetReason(CloseReason.PeerClosed);
+
+        var evt = new ConnectionClosedEvent(
+            state.Id,
+            state.RemoteEndPoint,
+            state.Reason!.Value,
+            state.Errno,
+            state.Detail,
+            state.Age,
+            state.FramesReceived,
+            state.FramesSent,
+            state.BytesReceived,
+            state.BytesSent,
+            state.PeerFramesReceived);
+
+        metrics.Closed(evt);
+        using (logger.BeginScope(state.Id))
+        {
+            if (evt.Reason.IsServerFault())
+            {
+                ConnectionLog.ClosedByFault(logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, evt.Detail);
+            }
+            else if (logger.IsEnabled(LogLevel.Information))
+            {
+                var errno = CloseReasons.DescribeErrno(evt.Errno);
+                ConnectionLog.Closed(
+                    logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, errno,
+                    (long)evt.Duration.TotalMilliseconds, evt.FramesReceived, evt.FramesSent, evt.BytesReceived,
+                    evt.BytesSent, evt.Detail ?? "-");
+            }
+        }
+
+        state.Complete(evt);
+        context.FireUserEventTriggered(evt);
+        context.FireChannelInactive();
+    }
+
+    private static void ObserveWrite(Task task, object? channelObject)
+    {
+        var channel = (IChannel)channelObject!;
+
+        // The first failed write carries the SocketException as its inner cause; later ones are a bare
+        // ClosedChannelException and add nothing.
+        if (FindSocketException(task.Exception) is { } socketException)
+        {
+            var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: true) ?? CloseReason.BrokenPipe;
+            ConnectionState.Of(channel).TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
+        }
+    }
+
+    private static SocketException? FindSocketException(Exception? exception)
+    {
+        for (var e = exception; e is not null; e = e.InnerException)
+        {
+            if (e is SocketException socketException)
+            {
+                return socketException;
+            }
+
+            if (e is AggregateException aggregate && aggregate.InnerExceptions.Count == 1)
+            {
+                return FindSocketException(aggregate.InnerExceptions[0]);
+            }
+        }
+
+        return null;
+    }
+
+    private static Exception Unwrap(Exception exception) =>
+        exception is DecoderException { InnerException: { } inner } ? inner : exception;
+}

@@ -1,0 +1,106 @@
+using DotNetty.Buffers;
+using DotNetty.Transport.Channels;
+
+namespace GameServer.Connection;
+
+/// <summary>
+/// The one way to end a connection on purpose. Every close records its reason first (the first reason wins), then
+/// either drains (graceful) or resets (abortive). The bookkeeping (log line, metric, event) happens once, in
+/// <see cref="CloseClassifier"/>, when the channel goes inactive. Safe to call from any thread, any number of times.
+/// </summary>
+public static class ConnectionCloser
+{
+    /// <summary>
+    /// Graceful close: send the farewell, flush, shut down the write side (FIN after every queued byte), keep
+    /// reading and discarding until the peer's FIN or the drain deadline, then close. The peer is thereby never
+    /// closed on with unread data in our receive buffer, which would turn our FIN into an RST (case C3).
+    /// </summary>
+    /// <param name="farewell">Built on the event loop at the moment of sending, so counts in it are exact.</param>
+    public static Task<ConnectionClosedEvent> CloseGracefullyAsync(
+        IChannel channel, CloseReason reason, Func<ConnectionState, object?>? farewell = null, string? detail = null)
+    {
+        var state = ConnectionState.Of(channel);
+        RunOnLoop(channel, () => BeginGracefulClose(state, reason, farewell, detail));
+        return state.Closed;
+    }
+
+    /// <summary>Abortive close: SO_LINGER 0 and close. Queued data is discarded and the peer gets an RST at once.</summary>
+    public static Task<ConnectionClosedEvent> AbortAsync(IChannel channel, CloseReason reason, int errno = 0, string? detail = null)
+    {
+        var state = ConnectionState.Of(channel);
+        RunOnLoop(channel, () => Abort(state, reason, errno, detail));
+        return state.Closed;
+    }
+
+    private static void BeginGracefulClose(ConnectionState state, CloseReason reason, Func<ConnectionState, object?>? farewell, string? detail)
+    {
+        state.TrySetReason(reason, 0, detail);
+        if (state.Phase != ConnectionPhase.Open)
+        {
+            return;
+        }
+
+        var channel = state.Channel;
+        if (!channel.Active)
+        {
+            _ = channel.CloseAsync();
+            return;
+        }
+
+        state.Phase = ConnectionPhase.Draining;
+
+        // Reading must go on while draining, even if backpressure had paused it: that is how the peer's FIN is seen.
+        channel.Configuration.AutoRead = true;
+        channel.Read();
+
+        state.DrainTimer = channel.EventLoop.Schedule(
+            static s => ((IChannel)s!).CloseAsync(), channel, state.DrainTimeout);
+
+        var message = farewell?.Invoke(state);
+        var flushed = message is null ? channel.WriteAndFlushAsync(Unpooled.Empty) : channel.WriteAndFlushAsync(message);
+        flushed.ContinueWith(
+            static (_, s) => ShutdownOutputOrClose((IChannel)s!),
+            channel,
+            TaskContinuationOptions.ExecuteSynchronously);
+    }
+
+    private static void ShutdownOutputOrClose(IChannel channel)
+    {
+        if (!channel.EventLoop.InEventLoop)
+        {
+            channel.EventLoop.Execute(() => ShutdownOutputOrClose(channel));
+            return;
+        }
+
+        // Without a socket to half-close (an embedded channel, another transport), closing is all that is left.
+        if (!channel.Active || !SocketAccess.TryShutdownOutput(channel))
+        {
+            _ = channel.CloseAsync();
+        }
+    }
+
+    private static void Abort(ConnectionState state, CloseReason reason, int errno, string? detail)
+    {
+        state.TrySetReason(reason, errno, detail);
+        if (state.Phase == ConnectionPhase.Closed)
+        {
+            return;
+        }
+
+        state.Phase = ConnectionPhase.Draining;
+        SocketAccess.TryAbort(state.Channel);
+        _ = state.Channel.CloseAsync();
+    }
+
+    private static void RunOnLoop(IChannel channel, Action action)
+    {
+        if (channel.EventLoop.InEventLoop)
+        {
+            action();
+        }
+        else
+        {
+            channel.EventLoop.Execute(action);
+        }
+    }
+}

@@ -1,0 +1,64 @@
+using System.Diagnostics.Metrics;
+
+namespace GameServer.Connection;
+
+/// <summary>
+/// Connection-level instruments. Names follow OpenTelemetry conventions; a Prometheus exporter shows them as
+/// <c>gameserver_connections_closed_total{reason="peer_reset"}</c> and so on.
+/// </summary>
+public sealed class ConnectionMetrics
+{
+    private readonly Counter<long> opened;
+    private readonly UpDownCounter<long> active;
+    private readonly Counter<long> closed;
+    private readonly Histogram<double> duration;
+    private readonly Counter<long> framesReceived;
+    private readonly Counter<long> framesSent;
+    private readonly Counter<long> bytesReceived;
+    private readonly Counter<long> bytesSent;
+
+    public ConnectionMetrics(Meter meter)
+    {
+        var prefix = meter.Name.ToLowerInvariant();
+        opened = meter.CreateCounter<long>($"{prefix}.connections.opened", description: "Connections accepted.");
+        active = meter.CreateUpDownCounter<long>($"{prefix}.connections.active", description: "Connections open now.");
+        closed = meter.CreateCounter<long>($"{prefix}.connections.closed", description: "Connections closed, by reason.");
+        duration = meter.CreateHistogram<double>($"{prefix}.connection.duration", unit: "s", description: "How long connections lived.");
+        framesReceived = meter.CreateCounter<long>($"{prefix}.frames.received", description: "Frames decoded from peers.");
+        framesSent = meter.CreateCounter<long>($"{prefix}.frames.sent", description: "Frames encoded for peers.");
+        bytesReceived = meter.CreateCounter<long>($"{prefix}.bytes.received", description: "Bytes read from peers.");
+        bytesSent = meter.CreateCounter<long>($"{prefix}.bytes.sent", description: "Bytes written to peers (frame headers included).");
+    }
+
+    /// <summary>A sink that counts nothing, for code that runs the handlers without a meter.</summary>
+    public static ConnectionMetrics None { get; } = new(new Meter("none"));
+
+    public void Opened()
+    {
+        opened.Add(1);
+        active.Add(1);
+    }
+
+    public void Closed(ConnectionClosedEvent evt)
+    {
+        active.Add(-1);
+        closed.Add(1, new KeyValuePair<string, object?>("reason", evt.ReasonName));
+        duration.Record(evt.Duration.TotalSeconds, new KeyValuePair<string, object?>("reason", evt.ReasonName));
+    }
+
+    public void Received(int frames, int bytes)
+    {
+        if (frames > 0)
+        {
+            framesReceived.Add(frames);
+        }
+
+        bytesReceived.Add(bytes);
+    }
+
+    public void Sent(int frames, int bytes)
+    {
+        framesSent.Add(frames);
+        bytesSent.Add(bytes);
+    }
+}

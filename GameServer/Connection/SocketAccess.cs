@@ -1,0 +1,77 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+
+namespace GameServer.Connection;
+
+/// <summary>
+/// Reaches the <see cref="Socket"/> under a stock DotNetty socket channel. DotNetty 0.7.6 keeps it in a protected
+/// field and offers neither a true half-close nor a true abort: its <c>DoClose</c> always calls
+/// <c>Shutdown(Both)</c>, which sends FIN before any RST. Both operations here must run on the channel's event loop.
+/// </summary>
+public static class SocketAccess
+{
+    [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "Socket")]
+    private static extern ref Socket SocketField(AbstractSocketChannel channel);
+
+    /// <summary>The underlying socket, or null for channels that have none (embedded, other transports).</summary>
+    public static Socket? TryGetSocket(IChannel channel) =>
+        channel is AbstractSocketChannel socketChannel ? SocketField(socketChannel) : null;
+
+    /// <summary>
+    /// Sends FIN after everything already handed to the kernel, keeps the read side open. Returns false when the
+    /// transport has no socket to shut down or the socket is already gone.
+    /// </summary>
+    public static bool TryShutdownOutput(IChannel channel)
+    {
+        var socket = TryGetSocket(channel);
+        if (socket is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            socket.Shutdown(SocketShutdown.Send);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // not connected any more: nothing to half-close
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
+    /// An abortive close: SO_LINGER {on, 0} then close, so the kernel discards queued data and sends RST at once.
+    /// The channel still has to be closed afterwards to run DotNetty's bookkeeping; its <c>Shutdown(Both)</c> then
+    /// meets a closed socket and sends nothing.
+    /// </summary>
+    public static bool TryAbort(IChannel channel)
+    {
+        var socket = TryGetSocket(channel);
+        if (socket is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            socket.LingerState = new LingerOption(true, 0);
+            socket.Close(0);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+}

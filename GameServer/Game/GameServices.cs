@@ -1,0 +1,42 @@
+using GameServer.Hosting;
+using GameServer.Options;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace GameServer.Game;
+
+/// <summary>What a session handler needs from the host, gathered so the per-connection handler is cheap to create.</summary>
+public sealed class GameServices
+{
+    public GameServices(
+        IOptions<ServerOptions> server,
+        IOptions<GameOptions> game,
+        IOptions<HeartbeatOptions> heartbeat,
+        RoomManager rooms,
+        ConnectionRegistry registry,
+        TimeProvider time,
+        ILogger<SessionHandler> logger)
+    {
+        Server = server.Value;
+        Game = game.Value;
+        Heartbeat = heartbeat.Value;
+        Rooms = rooms;
+        Registry = registry;
+        Time = time;
+        Logger = logger;
+    }
+
+    public ServerOptions Server { get; }
+
+    public GameOptions Game { get; }
+
+    public HeartbeatOptions Heartbeat { get; }
+
+    public RoomManager Rooms { get; }
+
+    public ConnectionRegistry Registry { get; }
+
+    public TimeProvider Time { get; }
+
+    public ILogger Logger { get; }
+}

@@ -1,0 +1,154 @@
+using System.Net;
+using DotNetty.Common.Internal.Logging;
+using DotNetty.Transport.Bootstrapping;
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+using GameServer.Connection;
+using GameServer.Connection.Codec;
+using GameServer.Game;
+using GameServer.Options;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+
+namespace GameServer.Hosting;
+
+/// <summary>
+/// The DotNetty server as a hosted service: binds on start; on stop, stops accepting, says Goodbye to every
+/// client, waits for the handshakes to finish (up to <c>Server:ShutdownTimeoutMs</c>), aborts what is left and
+/// shuts the event loops down.
+/// </summary>
+public sealed partial class GameServerHost : IHostedService
+{
+    private readonly ServerOptions options;
+    private readonly GameServices services;
+    private readonly GameServerMetrics metrics;
+    private readonly ConnectionRegistry registry;
+    private readonly ILoggerFactory loggerFactory;
+    private readonly ILogger<GameServerHost> logger;
+    private readonly TaskCompletionSource<IPEndPoint> listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CloseClassifier classifier;
+    private readonly MessageCodec codec = new();
+    private readonly FramePrepender prepender;
+    private MultithreadEventLoopGroup? acceptGroup;
+    private MultithreadEventLoopGroup? workerGroup;
+    private IChannel? serverChannel;
+
+    public GameServerHost(
+        IOptions<ServerOptions> options,
+        GameServices services,
+        GameServerMetrics metrics,
+        ConnectionRegistry registry,
+        ILoggerFactory loggerFactory)
+    {
+        this.options = options.Value;
+        this.services = services;
+        this.metrics = metrics;
+        this.registry = registry;
+        this.loggerFactory = loggerFactory;
+        logger = loggerFactory.CreateLogger<GameServerHost>();
+        classifier = new CloseClassifier(
+            new CloseOptions { DrainTimeoutMs = this.options.DrainTimeoutMs },
+            GameConnectionProtocol.Instance,
+            metrics.Connections,
+            loggerFactory.CreateLogger("GameServer.Connection"));
+        prepender = new FramePrepender(this.options.MaxFrameBytes, metrics.Connections);
+    }
+
+    /// <summary>Completes with the bound endpoint once the server accepts connections (the real port when 0 was asked).</summary>
+    public Task<IPEndPoint> Listening => listening.Task;
+
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        // DotNetty's own warnings (unknown options, leaked buffers) would otherwise go nowhere.
+        InternalLoggerFactory.DefaultFactory = loggerFactory;
+
+        acceptGroup = new MultithreadEventLoopGroup(options.AcceptThreads);
+        workerGroup = options.WorkerThreads == 0 ? new MultithreadEventLoopGroup() : new MultithreadEventLoopGroup(options.WorkerThreads);
+        var bootstrap = new ServerBootstrap()
+            .Group(acceptGroup, workerGroup)
+            .Channel<TcpServerSocketChannel>()
+            .Option(ChannelOption.SoBacklog, options.Backlog)
+            .Option(ChannelOption.SoReuseaddr, true)
+            .ChildOption(ChannelOption.TcpNodelay, true)
+            .ChildHandler(new ActionChannelInitializer<IChannel>(InitChannel));
+
+        try
+        {
+            serverChannel = await bootstrap.BindAsync(IPAddress.Parse(options.Address), options.Port);
+        }
+        catch (Exception ex)
+        {
+            LogBindFailed(logger, options.Address, options.Port, ex.Message);
+            await ShutdownLoopsAsync();
+            throw;
+        }
+
+        var bound = (IPEndPoint)serverChannel.LocalAddress;
+        bound = new IPEndPoint(bound.Address.IsIPv4MappedToIPv6 ? bound.Address.MapToIPv4() : bound.Address, bound.Port);
+        LogListening(logger, bound);
+        listening.TrySetResult(bound);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (serverChannel is not null)
+        {
+            await serverChannel.CloseAsync();
+        }
+
+        var open = registry.Snapshot();
+        LogStopping(logger, open.Count);
+        var closes = open
+            .Select(c => ConnectionCloser.CloseGracefullyAsync(
+                c.Channel, CloseReason.ServerShutdown, s => GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.ServerShutdown, s)))
+            .ToArray();
+        try
+        {
+            await Task.WhenAll(closes).WaitAsync(TimeSpan.FromMilliseconds(options.ShutdownTimeoutMs), CancellationToken.None);
+        }
+        catch (TimeoutException)
+        {
+            var left = registry.Snapshot();
+            LogShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
+            await Task.WhenAll(left.Select(c => ConnectionCloser.AbortAsync(c.Channel, CloseReason.ServerShutdown)))
+                .WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+        }
+
+        await ShutdownLoopsAsync();
+        LogStopped(logger);
+    }
+
+    private void InitChannel(IChannel channel)
+    {
+        channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes, metrics.Connections));
+        channel.Pipeline.AddLast("frame-prepender", prepender);
+        channel.Pipeline.AddLast("message-codec", codec);
+        channel.Pipeline.AddLast("close-classifier", classifier);
+        channel.Pipeline.AddLast("session", new SessionHandler(services));
+    }
+
+    private async Task ShutdownLoopsAsync()
+    {
+        var quiet = TimeSpan.Zero;
+        var timeout = TimeSpan.FromSeconds(2);
+        await Task.WhenAll(
+            acceptGroup?.ShutdownGracefullyAsync(quiet, timeout) ?? Task.CompletedTask,
+            workerGroup?.ShutdownGracefullyAsync(quiet, timeout) ?? Task.CompletedTask);
+    }
+
+    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint}")]
+    private static partial void LogListening(ILogger logger, IPEndPoint endPoint);
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Critical, Message = "Cannot listen on {Address}:{Port}: {Reason}")]
+    private static partial void LogBindFailed(ILogger logger, string address, int port, string reason);
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Stopping: saying Goodbye to {Count} connections")]
+    private static partial void LogStopping(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "{Count} connections did not finish the Goodbye handshake within {TimeoutMs} ms; aborting them")]
+    private static partial void LogShutdownTimeout(ILogger logger, int count, int timeoutMs);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Information, Message = "Game server stopped")]
+    private static partial void LogStopped(ILogger logger);
+}

@@ -1,0 +1,59 @@
+using System.Net;
+
+namespace GameServer.Options;
+
+/// <summary>The listener and the connection-level limits. Section <c>Server</c>.</summary>
+public sealed class ServerOptions : IValidatedOptions
+{
+    public const string Section = "Server";
+
+    /// <summary>The address to bind; loopback by default so a sample server never listens on the world.</summary>
+    public string Address { get; set; } = "127.0.0.1";
+
+    /// <summary>0 picks an ephemeral port (tests).</summary>
+    public int Port { get; set; } = 7777;
+
+    public int Backlog { get; set; } = 1024;
+
+    /// <summary>Threads that accept connections.</summary>
+    public int AcceptThreads { get; set; } = 1;
+
+    /// <summary>Threads that run the connection pipelines; 0 means one per core.</summary>
+    public int WorkerThreads { get; set; }
+
+    /// <summary>Largest frame payload either side may send; a bigger length header is a protocol error.</summary>
+    public int MaxFrameBytes { get; set; } = GameProtocol.Framing.DefaultMaxFrameBytes;
+
+    /// <summary>Hello must arrive within this time of connecting.</summary>
+    public int HandshakeTimeoutMs { get; set; } = 5000;
+
+    /// <summary>How long a graceful close waits for the peer's FIN after shutting down the write side.</summary>
+    public int DrainTimeoutMs { get; set; } = 5000;
+
+    /// <summary>How long host shutdown waits for every client to finish the Goodbye handshake before aborting the rest.</summary>
+    public int ShutdownTimeoutMs { get; set; } = 10000;
+
+    public IEnumerable<string> Validate()
+    {
+        if (!IPAddress.TryParse(Address, out _))
+        {
+            yield return OptionErrors.Invalid(Section, nameof(Address), Address, "an IPv4 or IPv6 address");
+        }
+
+        foreach (var error in OptionErrors.Range(Section, nameof(Port), Port, 0, 65535))
+        {
+            yield return error;
+        }
+
+        foreach (var error in OptionErrors.Range(Section, nameof(Backlog), Backlog, 1, 65535)
+            .Concat(OptionErrors.Range(Section, nameof(AcceptThreads), AcceptThreads, 1, 64))
+            .Concat(OptionErrors.Range(Section, nameof(WorkerThreads), WorkerThreads, 0, 1024))
+            .Concat(OptionErrors.Range(Section, nameof(MaxFrameBytes), MaxFrameBytes, 64, 16 * 1024 * 1024))
+            .Concat(OptionErrors.Range(Section, nameof(HandshakeTimeoutMs), HandshakeTimeoutMs, 1, 600_000))
+            .Concat(OptionErrors.Range(Section, nameof(DrainTimeoutMs), DrainTimeoutMs, 1, 600_000))
+            .Concat(OptionErrors.Range(Section, nameof(ShutdownTimeoutMs), ShutdownTimeoutMs, 1, 600_000)))
+        {
+            yield return error;
+        }
+    }
+}
