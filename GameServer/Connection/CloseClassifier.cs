@@ -67,7 +67,7 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         {
             var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: false) ?? CloseReason.PeerReset;
             state.TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
-            _ = context.Channel.CloseAsync(); // DotNetty closes on read errors too; this makes sure.
+            ConnectionCloser.CloseQuietly(context.Channel); // DotNetty closes on read errors too; this makes sure.
             return;
         }
 
@@ -122,7 +122,7 @@ public sealed class CloseClassifier : ChannelDuplexHandler
     public override Task CloseAsync(IChannelHandlerContext context)
     {
         // A close asked for through the pipeline without a recorded reason is still the server's decision.
-        ConnectionState.Of(context.Channel).TrySetReason(CloseReason.ServerClosed);
+        ConnectionState.Of(context.Channel).TrySetReason(CloseReason.LocalClose);
         return context.CloseAsync();
     }
 

@@ -12,7 +12,7 @@ public enum CloseReason
     /// <summary>End of stream (FIN) without a Goodbye.</summary>
     PeerClosed,
 
-    /// <summary>A write failed with EPIPE, or with ECONNRESET on the write path, after the peer had gone.</summary>
+    /// <summary>A write failed with EPIPE: the peer had closed (FIN) and then reset what we sent after it.</summary>
     BrokenPipe,
 
     /// <summary>The client left with the Goodbye handshake.</summary>
@@ -36,8 +36,8 @@ public enum CloseReason
     /// <summary>The server aborted the connection on purpose (RST).</summary>
     Kicked,
 
-    /// <summary>The server closed it gracefully on purpose (Goodbye first).</summary>
-    ServerClosed,
+    /// <summary>This side closed it gracefully on purpose: a graceful kick on the server, the user closing on a client.</summary>
+    LocalClose,
 
     /// <summary>The peer did not read fast enough and stayed above the write high-water mark too long.</summary>
     SlowConsumer,
@@ -61,7 +61,7 @@ public static class CloseReasons
     private static readonly string[] Names =
     [
         "peer_reset", "peer_closed", "broken_pipe", "client_goodbye", "timed_out", "heartbeat_timeout",
-        "handshake_timeout", "protocol_error", "server_shutdown", "kicked", "server_closed", "slow_consumer",
+        "handshake_timeout", "protocol_error", "server_shutdown", "kicked", "local_close", "slow_consumer",
         "rate_limited", "server_full", "internal_error",
     ];
 
@@ -84,16 +84,18 @@ public static class CloseReasons
 
     /// <summary>Reasons that end with a drained, graceful close rather than an abort.</summary>
     public static bool IsGraceful(this CloseReason reason) => reason is CloseReason.ClientGoodbye
-        or CloseReason.ServerShutdown or CloseReason.ServerClosed or CloseReason.ProtocolError
+        or CloseReason.ServerShutdown or CloseReason.LocalClose or CloseReason.ProtocolError
         or CloseReason.HandshakeTimeout or CloseReason.ServerFull or CloseReason.RateLimited;
 
     /// <summary>
-    /// Maps a socket error to a reason. On the read path ECONNRESET is the peer's reset; on the write path it means
-    /// the peer had already gone when we wrote, which is the same story as EPIPE.
+    /// Maps a socket error to a reason. Linux sets ECONNRESET when an RST arrives on an established connection and
+    /// EPIPE when it arrives after the peer's FIN (CLOSE_WAIT) or after our own shutdown, so ECONNRESET means the
+    /// peer reset whichever call noticed it, and EPIPE means we wrote to a peer that had already closed. Windows
+    /// reports the latter as WSAECONNABORTED on a send.
     /// </summary>
     public static CloseReason? FromSocketError(SocketError error, bool onWrite) => error switch
     {
-        SocketError.ConnectionReset => onWrite ? CloseReason.BrokenPipe : CloseReason.PeerReset,
+        SocketError.ConnectionReset => CloseReason.PeerReset,
         SocketError.Shutdown => CloseReason.BrokenPipe, // EPIPE
         SocketError.ConnectionAborted => onWrite ? CloseReason.BrokenPipe : CloseReason.PeerReset,
         SocketError.TimedOut => CloseReason.TimedOut,

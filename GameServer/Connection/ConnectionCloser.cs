@@ -43,7 +43,7 @@ public static class ConnectionCloser
         var channel = state.Channel;
         if (!channel.Active)
         {
-            _ = channel.CloseAsync();
+            CloseQuietly(channel);
             return;
         }
 
@@ -53,8 +53,7 @@ public static class ConnectionCloser
         channel.Configuration.AutoRead = true;
         channel.Read();
 
-        state.DrainTimer = channel.EventLoop.Schedule(
-            static s => ((IChannel)s!).CloseAsync(), channel, state.DrainTimeout);
+        state.DrainTimer = channel.EventLoop.Schedule(static s => CloseQuietly((IChannel)s!), channel, state.DrainTimeout);
 
         var message = farewell?.Invoke(state);
         var flushed = message is null ? channel.WriteAndFlushAsync(Unpooled.Empty) : channel.WriteAndFlushAsync(message);
@@ -75,7 +74,7 @@ public static class ConnectionCloser
         // Without a socket to half-close (an embedded channel, another transport), closing is all that is left.
         if (!channel.Active || !SocketAccess.TryShutdownOutput(channel))
         {
-            _ = channel.CloseAsync();
+            CloseQuietly(channel);
         }
     }
 
@@ -89,8 +88,19 @@ public static class ConnectionCloser
 
         state.Phase = ConnectionPhase.Draining;
         SocketAccess.TryAbort(state.Channel);
-        _ = state.Channel.CloseAsync();
+        CloseQuietly(state.Channel);
     }
+
+    /// <summary>
+    /// Closes the channel and observes the result. After our own abort DotNetty's <c>DoClose</c> meets a disposed
+    /// socket and fails the close task, although the channel does close; nobody needs to hear about that.
+    /// </summary>
+    public static void CloseQuietly(IChannel channel) =>
+        channel.CloseAsync().ContinueWith(
+            static t => _ = t.Exception,
+            CancellationToken.None,
+            TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
 
     private static void RunOnLoop(IChannel channel, Action action)
     {

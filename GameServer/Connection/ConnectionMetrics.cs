@@ -16,6 +16,7 @@ public sealed class ConnectionMetrics
     private readonly Counter<long> framesSent;
     private readonly Counter<long> bytesReceived;
     private readonly Counter<long> bytesSent;
+    private long activeCount;
 
     public ConnectionMetrics(Meter meter)
     {
@@ -33,14 +34,19 @@ public sealed class ConnectionMetrics
     /// <summary>A sink that counts nothing, for code that runs the handlers without a meter.</summary>
     public static ConnectionMetrics None { get; } = new(new Meter("none"));
 
+    /// <summary>Connections open now, as counted by this instance (the UpDownCounter cannot be read back).</summary>
+    public long ActiveCount => Interlocked.Read(ref activeCount);
+
     public void Opened()
     {
+        Interlocked.Increment(ref activeCount);
         opened.Add(1);
         active.Add(1);
     }
 
     public void Closed(ConnectionClosedEvent evt)
     {
+        Interlocked.Decrement(ref activeCount);
         active.Add(-1);
         closed.Add(1, new KeyValuePair<string, object?>("reason", evt.ReasonName));
         duration.Record(evt.Duration.TotalSeconds, new KeyValuePair<string, object?>("reason", evt.ReasonName));

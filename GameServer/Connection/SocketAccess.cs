@@ -74,4 +74,27 @@ public static class SocketAccess
             return false;
         }
     }
+
+    /// <summary>
+    /// Closes the socket without the <c>shutdown()</c> DotNetty would do first, so the kernel's own rule applies:
+    /// with unread data in the receive buffer the close becomes an RST (the case a graceful close must avoid).
+    /// </summary>
+    public static bool TryCloseWithoutShutdown(IChannel channel)
+    {
+        var socket = TryGetSocket(channel);
+        if (socket is null)
+        {
+            return false;
+        }
+
+        try
+        {
+            socket.Close();
+            return true;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
 }

@@ -1,5 +1,4 @@
 using System.Net;
-using DotNetty.Common.Internal.Logging;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
@@ -61,7 +60,7 @@ public sealed partial class GameServerHost : IHostedService
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         // DotNetty's own warnings (unknown options, leaked buffers) would otherwise go nowhere.
-        InternalLoggerFactory.DefaultFactory = loggerFactory;
+        DotNettyLogBridge.Attach(loggerFactory);
 
         acceptGroup = new MultithreadEventLoopGroup(options.AcceptThreads);
         workerGroup = options.WorkerThreads == 0 ? new MultithreadEventLoopGroup() : new MultithreadEventLoopGroup(options.WorkerThreads);
@@ -117,6 +116,7 @@ public sealed partial class GameServerHost : IHostedService
 
         await ShutdownLoopsAsync();
         LogStopped(logger);
+        DotNettyLogBridge.Detach(loggerFactory);
     }
 
     private void InitChannel(IChannel channel)

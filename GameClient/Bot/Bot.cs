@@ -1,0 +1,195 @@
+using GameProtocol;
+
+namespace GameClient.Bot;
+
+/// <summary>
+/// Runs a <see cref="BotPlan"/> and prints what happened. Lines that tests read: <c>welcome …</c>, <c>ready</c>
+/// (everything before the close is done), <c>goodbye …</c> and the final <c>closed reason=… errno=…</c>.
+/// </summary>
+public sealed class Bot
+{
+    private readonly BotPlan plan;
+    private readonly TextWriter output;
+    private readonly Dictionary<string, long> received = new(StringComparer.Ordinal);
+    private readonly TaskCompletionSource streamItemsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Dictionary<long, TaskCompletionSource> pendingEchoes = [];
+    private StateUpdate? lastUpdate;
+    private long streamItems;
+
+    public Bot(BotPlan plan, TextWriter output)
+    {
+        this.plan = plan;
+        this.output = output;
+    }
+
+    public async Task<int> RunAsync(CancellationToken cancellationToken)
+    {
+        GameConnection connection;
+        try
+        {
+            connection = await GameConnection.ConnectAsync(plan.Client, cancellationToken: cancellationToken);
+        }
+        catch (GameClientException ex)
+        {
+            await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            return 1;
+        }
+
+        await output.WriteLineAsync($"welcome session={connection.Welcome!.SessionId} heartbeat_ms={connection.Welcome.HeartbeatIntervalMs}");
+        var reader = Task.Run(() => ReadAsync(connection), CancellationToken.None);
+
+        if (plan.Room is not null)
+        {
+            await connection.SendAsync(new JoinRoom(plan.Room));
+        }
+
+        for (var i = 1; i <= plan.Moves; i++)
+        {
+            await connection.SendAsync(new Move(i, i, -i));
+            await Task.Delay(plan.MoveIntervalMs, cancellationToken);
+        }
+
+        for (var i = 1; i <= plan.Echoes; i++)
+        {
+            var answered = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            lock (pendingEchoes)
+            {
+                pendingEchoes[i] = answered;
+            }
+
+            await connection.SendAsync(new Echo(i, [(byte)i, 1, 2, 3]));
+            await answered.Task.WaitAsync(TimeSpan.FromSeconds(10), cancellationToken);
+        }
+
+        if (plan.StreamCount > 0)
+        {
+            await connection.SendAsync(new StreamRequest(plan.StreamCount, plan.StreamPayloadBytes, plan.StreamIntervalMs));
+        }
+
+        if (plan.WaitStreamItems > 0)
+        {
+            await streamItemsSeen.Task.WaitAsync(TimeSpan.FromSeconds(30), cancellationToken);
+        }
+
+        using var stopFlood = new CancellationTokenSource();
+        var flooding = plan.Flood ? FloodAsync(connection, stopFlood.Token) : Task.CompletedTask;
+
+        if (plan.StopReading)
+        {
+            connection.PauseReading();
+            await WaitForUnreadAsync(connection, cancellationToken);
+        }
+
+        if (plan.HoldMs > 0)
+        {
+            await Task.Delay(plan.HoldMs, cancellationToken);
+        }
+
+        if (!plan.Quiet)
+        {
+            await PrintReceivedAsync();
+        }
+
+        await output.WriteLineAsync("ready");
+        await output.FlushAsync(cancellationToken);
+
+        if (plan.Close == ClientCloseMode.ExitWithoutClose)
+        {
+            // The point of this mode: the kernel, not the program, closes the socket.
+            Environment.Exit(0);
+        }
+
+        if (plan.Close == ClientCloseMode.Goodbye)
+        {
+            await stopFlood.CancelAsync();
+            await flooding;
+            var goodbye = await connection.GoodbyeAsync();
+            var lost = connection.FramesSent - goodbye.FramesReceived;
+            await output.WriteLineAsync(
+                $"goodbye server_received={goodbye.FramesReceived} client_sent={connection.FramesSent} lost={lost}");
+        }
+
+        var report = plan.Close == ClientCloseMode.Goodbye ? await connection.Closed : await connection.CloseAsync(plan.Close);
+        await stopFlood.CancelAsync();
+        await flooding;
+        await reader;
+        if (!plan.Quiet)
+        {
+            await PrintReceivedAsync();
+        }
+
+        await output.WriteLineAsync(report.ToString());
+        return 0;
+    }
+
+    private async Task ReadAsync(GameConnection connection)
+    {
+        await foreach (var message in connection.Incoming.ReadAllAsync())
+        {
+            var name = message.GetType().Name;
+            received[name] = received.GetValueOrDefault(name) + 1;
+            switch (message)
+            {
+                case StateUpdate update:
+                    lastUpdate = update;
+                    break;
+                case StreamItem:
+                    if (++streamItems >= plan.WaitStreamItems)
+                    {
+                        streamItemsSeen.TrySetResult();
+                    }
+
+                    break;
+                case Echo echo:
+                    lock (pendingEchoes)
+                    {
+                        if (pendingEchoes.Remove(echo.Seq, out var answered))
+                        {
+                            answered.TrySetResult();
+                        }
+                    }
+
+                    break;
+                case Error error:
+                    await output.WriteLineAsync($"server error {error.Code}: {error.Message}");
+                    break;
+            }
+        }
+    }
+
+    private static async Task FloodAsync(GameConnection connection, CancellationToken cancellationToken)
+    {
+        long seq = 1_000_000;
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested && connection.Channel.Active)
+            {
+                await connection.SendAsync(new Move(seq++, 1, 1));
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The connection ended under the flood; the close report says how.
+        }
+    }
+
+    private static async Task WaitForUnreadAsync(GameConnection connection, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (connection.UnreadBytesInKernel == 0 && DateTime.UtcNow < deadline && connection.Channel.Active)
+        {
+            await Task.Delay(5, cancellationToken);
+        }
+    }
+
+    private async Task PrintReceivedAsync()
+    {
+        var counts = string.Join(' ', received.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => $"{p.Key}={p.Value}"));
+        await output.WriteLineAsync($"received {counts}");
+        if (lastUpdate is not null)
+        {
+            var players = string.Join(", ", lastUpdate.Players.Select(p => $"{p.PlayerId}@({p.X:0.#},{p.Y:0.#})#{p.LastSeq}"));
+            await output.WriteLineAsync($"last state tick={lastUpdate.Tick} players=[{players}]");
+        }
+    }
+}

@@ -1,0 +1,62 @@
+using System.Threading.Channels;
+using DotNetty.Transport.Channels;
+using GameProtocol;
+using GameServer.Connection;
+
+namespace GameClient;
+
+/// <summary>
+/// The client's end of the session: Pong for every Ping, the Goodbye handshake in both directions, and a queue of
+/// everything else for the application to read.
+/// </summary>
+internal sealed class ClientHandler : ChannelHandlerAdapter
+{
+    private readonly GameClientOptions options;
+    private readonly Channel<IMessage> incoming = Channel.CreateUnbounded<IMessage>(new UnboundedChannelOptions { SingleWriter = true });
+    private readonly TaskCompletionSource<Goodbye> serverGoodbye = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public ClientHandler(GameClientOptions options) => this.options = options;
+
+    public ChannelReader<IMessage> Incoming => incoming.Reader;
+
+    public Task<Goodbye> ServerGoodbye => serverGoodbye.Task;
+
+    public Error? ServerError { get; private set; }
+
+    /// <summary>True once this side has sent its Goodbye; the server's Goodbye then answers it.</summary>
+    public bool GoodbyeSent { get; set; }
+
+    public override void ChannelRead(IChannelHandlerContext context, object message)
+    {
+        var msg = (IMessage)message;
+        switch (msg)
+        {
+            case Ping ping when options.AnswerPings:
+                _ = context.WriteAndFlushAsync(new Pong(ping.Seq, ping.SentAtUnixMs));
+                break;
+            case Goodbye goodbye:
+                if (!GoodbyeSent)
+                {
+                    // The server leaves first: answer with our count so it can prove nothing was lost, then let it close.
+                    GoodbyeSent = true;
+                    var state = ConnectionState.Of(context.Channel);
+                    _ = context.WriteAndFlushAsync(new Goodbye("ack", state.FramesReceived));
+                }
+
+                serverGoodbye.TrySetResult(goodbye);
+                break;
+            case Error error:
+                ServerError = error;
+                break;
+        }
+
+        incoming.Writer.TryWrite(msg);
+    }
+
+    public override void ChannelInactive(IChannelHandlerContext context)
+    {
+        incoming.Writer.TryComplete();
+        serverGoodbye.TrySetCanceled();
+        context.FireChannelInactive();
+    }
+}

@@ -1,0 +1,19 @@
+namespace GameClient;
+
+/// <summary>The client could not connect or the server refused the session.</summary>
+public sealed class GameClientException : Exception
+{
+    public GameClientException()
+    {
+    }
+
+    public GameClientException(string message)
+        : base(message)
+    {
+    }
+
+    public GameClientException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}

@@ -1,0 +1,26 @@
+using GameProtocol;
+
+namespace GameClient;
+
+/// <summary>Where and how a client connects.</summary>
+public sealed class GameClientOptions
+{
+    public string Host { get; set; } = "127.0.0.1";
+
+    public int Port { get; set; } = 7777;
+
+    public string PlayerName { get; set; } = "player";
+
+    public int MaxFrameBytes { get; set; } = Framing.DefaultMaxFrameBytes;
+
+    public int ConnectTimeoutMs { get; set; } = 5000;
+
+    /// <summary>How long Welcome, or the server's Goodbye answer, may take.</summary>
+    public int ResponseTimeoutMs { get; set; } = 10000;
+
+    /// <summary>How long a graceful close waits for the server's FIN after our write side is shut.</summary>
+    public int DrainTimeoutMs { get; set; } = 5000;
+
+    /// <summary>Answer every server Ping with a Pong (turn off to play a peer that ignores heartbeats).</summary>
+    public bool AnswerPings { get; set; } = true;
+}

@@ -1,0 +1,286 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Threading.Channels;
+using DotNetty.Transport.Bootstrapping;
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+using GameProtocol;
+using GameServer.Connection;
+using GameServer.Connection.Codec;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace GameClient;
+
+/// <summary>
+/// One connection to a game server, on the same framing, codec and close classification as the server. Connect
+/// with <see cref="ConnectAsync"/>, read <see cref="Incoming"/>, send with <see cref="SendAsync"/>, and end it in any
+/// <see cref="ClientCloseMode"/>; <see cref="Closed"/> tells what this side observed (EOF, reset, broken pipe).
+/// </summary>
+public sealed class GameConnection : IAsyncDisposable
+{
+    private static readonly Lazy<MultithreadEventLoopGroup> SharedGroup = new(() => new MultithreadEventLoopGroup(1));
+
+    private readonly IChannel channel;
+    private readonly ClientHandler handler;
+    private readonly GameClientOptions options;
+    private readonly ConnectionState state;
+
+    private GameConnection(IChannel channel, ClientHandler handler, GameClientOptions options)
+    {
+        this.channel = channel;
+        this.handler = handler;
+        this.options = options;
+        state = ConnectionState.Of(channel);
+    }
+
+    /// <summary>The server's Welcome; null for a connection opened with <see cref="ConnectRawAsync"/> until Hello.</summary>
+    public Welcome? Welcome { get; private set; }
+
+    /// <summary>Everything the server sent (Pings included, after they were answered), in order.</summary>
+    public ChannelReader<IMessage> Incoming => handler.Incoming;
+
+    public long FramesReceived => state.FramesReceived;
+
+    public long FramesSent => state.FramesSent;
+
+    public EndPoint? LocalEndPoint => channel.LocalAddress;
+
+    /// <summary>The DotNetty channel, for tests and tools that need to reach below the client API.</summary>
+    public IChannel Channel => channel;
+
+    /// <summary>Completes when the connection has ended, with what this side observed.</summary>
+    public Task<ClientCloseReport> Closed => state.Closed.ContinueWith(
+        t => new ClientCloseReport(
+            t.Result.Reason, t.Result.Errno, t.Result.Detail, t.Result.FramesReceived, t.Result.FramesSent,
+            handler.ServerGoodbye.IsCompletedSuccessfully ? handler.ServerGoodbye.Result : null, handler.ServerError),
+        CancellationToken.None,
+        TaskContinuationOptions.ExecuteSynchronously,
+        TaskScheduler.Default);
+
+    /// <summary>Connects and plays Hello → Welcome.</summary>
+    public static async Task<GameConnection> ConnectAsync(GameClientOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        var connection = await ConnectRawAsync(options, logger, cancellationToken);
+        try
+        {
+            await connection.SendAsync(new Hello(Framing.ProtocolVersion, options.PlayerName, null));
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(options.ResponseTimeoutMs);
+            var first = await connection.Incoming.ReadAsync(timeout.Token);
+            connection.Welcome = first switch
+            {
+                Welcome welcome => welcome,
+                Error error => throw new GameClientException($"the server refused the session: {error.Code}: {error.Message}"),
+                _ => throw new GameClientException($"expected Welcome, the server sent {first.GetType().Name}"),
+            };
+            return connection;
+        }
+        catch (Exception ex) when (ex is ChannelClosedException or OperationCanceledException)
+        {
+            await connection.DisposeAsync();
+            throw new GameClientException($"no Welcome from {options.Host}:{options.Port} within {options.ResponseTimeoutMs} ms", ex);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Connects without Hello (for tests of what the server does before a session exists).</summary>
+    public static async Task<GameConnection> ConnectRawAsync(GameClientOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var handler = new ClientHandler(options);
+        var classifier = new CloseClassifier(
+            new CloseOptions { DrainTimeoutMs = options.DrainTimeoutMs },
+            GameConnectionProtocol.Instance,
+            ConnectionMetrics.None,
+            logger ?? NullLogger.Instance);
+        var bootstrap = new Bootstrap()
+            .Group(SharedGroup.Value)
+            .Channel<TcpSocketChannel>()
+            .Option(ChannelOption.TcpNodelay, true)
+            .Option(ChannelOption.ConnectTimeout, TimeSpan.FromMilliseconds(options.ConnectTimeoutMs))
+            .Handler(new ActionChannelInitializer<IChannel>(ch =>
+            {
+                ch.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));
+                ch.Pipeline.AddLast("frame-prepender", new FramePrepender(options.MaxFrameBytes));
+                ch.Pipeline.AddLast("message-codec", new MessageCodec());
+                ch.Pipeline.AddLast("close-classifier", classifier);
+                ch.Pipeline.AddLast("client", handler);
+            }));
+
+        IChannel channel;
+        try
+        {
+            var addresses = IPAddress.TryParse(options.Host, out var ip) ? [ip] : await Dns.GetHostAddressesAsync(options.Host, cancellationToken);
+            channel = await bootstrap.ConnectAsync(new IPEndPoint(addresses[0], options.Port)).WaitAsync(cancellationToken);
+        }
+        catch (Exception ex) when (ex is SocketException or ConnectException or TimeoutException or DotNetty.Transport.Channels.ConnectTimeoutException)
+        {
+            var root = ex;
+            while (root.InnerException is not null)
+            {
+                root = root.InnerException;
+            }
+
+            throw new GameClientException($"cannot reach the server at {options.Host}:{options.Port}: {root.Message}", ex);
+        }
+
+        return new GameConnection(channel, handler, options);
+    }
+
+    public Task SendAsync(IMessage message) => channel.WriteAndFlushAsync(message);
+
+    /// <summary>Queues a message without flushing (batch several, then <see cref="Flush"/>).</summary>
+    public Task WriteAsync(IMessage message) => channel.WriteAsync(message);
+
+    public void Flush() => channel.Flush();
+
+    /// <summary>
+    /// The Goodbye handshake: send Goodbye with our count, wait for the server's Goodbye (its count of our frames)
+    /// and its FIN. Returns the server's Goodbye; the caller compares its count with <see cref="FramesSent"/>.
+    /// </summary>
+    public async Task<Goodbye> GoodbyeAsync(string reason = "bye")
+    {
+        await RunOnLoopAsync(() =>
+        {
+            state.TrySetReason(CloseReason.ClientGoodbye, 0, reason);
+            handler.GoodbyeSent = true;
+            _ = channel.WriteAndFlushAsync(new Goodbye(reason, state.FramesReceived));
+        });
+
+        var goodbye = await handler.ServerGoodbye.WaitAsync(TimeSpan.FromMilliseconds(options.ResponseTimeoutMs));
+        await WaitClosedOrCloseAsync();
+        return goodbye;
+    }
+
+    /// <summary>Ends the connection in the given way and returns what this side observed.</summary>
+    public async Task<ClientCloseReport> CloseAsync(ClientCloseMode mode)
+    {
+        switch (mode)
+        {
+            case ClientCloseMode.Goodbye:
+                await GoodbyeAsync();
+                break;
+            case ClientCloseMode.Fin:
+                await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName()));
+                await channel.CloseAsync();
+                break;
+            case ClientCloseMode.HalfClose:
+                await RunOnLoopAsync(() =>
+                {
+                    state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName());
+                    SocketAccess.TryShutdownOutput(channel);
+                });
+                await WaitClosedOrCloseAsync();
+                break;
+            case ClientCloseMode.Abort:
+                await ConnectionCloser.AbortAsync(channel, CloseReason.Kicked, 0, mode.ToName());
+                break;
+            case ClientCloseMode.CloseWithUnread:
+                await CloseWithUnreadAsync();
+                break;
+            case ClientCloseMode.Silent:
+                PauseReading();
+                return await Closed;
+            case ClientCloseMode.ExitWithoutClose:
+                throw new NotSupportedException("exit-without-close ends the process; the bot does it with --close exit-without-close");
+            default:
+                throw new ArgumentOutOfRangeException(nameof(mode));
+        }
+
+        return await Closed;
+    }
+
+    /// <summary>Stops reading from the socket: what the server sends piles up in the kernel's receive buffer.</summary>
+    public void PauseReading() => channel.Configuration.AutoRead = false;
+
+    public void ResumeReading()
+    {
+        channel.Configuration.AutoRead = true;
+        channel.Read();
+    }
+
+    /// <summary>Bytes the kernel holds for us that nobody has read yet.</summary>
+    public int UnreadBytesInKernel => SocketAccess.TryGetSocket(channel) is { } socket ? SafeAvailable(socket) : 0;
+
+    public async ValueTask DisposeAsync()
+    {
+        if (channel.Active)
+        {
+            await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, "disposed"));
+            await channel.CloseAsync();
+        }
+    }
+
+    private async Task CloseWithUnreadAsync()
+    {
+        PauseReading();
+
+        // Wait (bounded) until the server's data is really sitting unread in our receive buffer.
+        var deadline = DateTime.UtcNow.AddMilliseconds(options.ResponseTimeoutMs);
+        while (UnreadBytesInKernel == 0 && DateTime.UtcNow < deadline && channel.Active)
+        {
+            await Task.Delay(5);
+        }
+
+        await RunOnLoopAsync(() =>
+        {
+            state.TrySetReason(CloseReason.LocalClose, 0, ClientCloseMode.CloseWithUnread.ToName());
+            SocketAccess.TryCloseWithoutShutdown(channel);
+            ConnectionCloser.CloseQuietly(channel);
+        });
+    }
+
+    private async Task WaitClosedOrCloseAsync()
+    {
+        try
+        {
+            await state.Closed.WaitAsync(TimeSpan.FromMilliseconds(options.DrainTimeoutMs));
+        }
+        catch (TimeoutException)
+        {
+            ConnectionCloser.CloseQuietly(channel);
+            await state.Closed;
+        }
+    }
+
+    private Task RunOnLoopAsync(Action action)
+    {
+        if (channel.EventLoop.InEventLoop)
+        {
+            action();
+            return Task.CompletedTask;
+        }
+
+        var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        channel.EventLoop.Execute(() =>
+        {
+            try
+            {
+                action();
+                done.SetResult();
+            }
+            catch (Exception ex)
+            {
+                done.SetException(ex);
+            }
+        });
+        return done.Task;
+    }
+
+    private static int SafeAvailable(Socket socket)
+    {
+        try
+        {
+            return socket.Available;
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return 0;
+        }
+    }
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The one entry point: ./run.sh server | client | test   (load and bench come with later issues)
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+CONFIG=${CONFIG:-Release}
+OUT=net10.0
+
+usage() {
+  cat <<USAGE
+usage: ./run.sh <command> [args]
+  server [--Key:Sub=value ...]   build and run the game server (embedded defaults: 127.0.0.1:7777, metrics :9464)
+  client [options]               build and run the bot client against a server (./run.sh client --help)
+  test                           build and run every test; ends with 'N passed, N failed'
+USAGE
+}
+
+build() {
+  # Quiet on success, the whole log on failure.
+  local log
+  log=$(mktemp)
+  if ! dotnet build "$@" -c "$CONFIG" --nologo -v q >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "build failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+
+# Debian packages that tests need (iptables for the pulled-cable case). Installed by the project, never by hand.
+ensure_test_packages() {
+  local missing=()
+  command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  if ((${#missing[@]})); then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      echo "installing ${missing[*]} for the network cases" >&2
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 ||
+        echo "warning: could not install ${missing[*]}; the cases that need them will fail and say so" >&2
+    else
+      echo "warning: ${missing[*]} missing and not root; the cases that need them will fail and say so" >&2
+    fi
+  fi
+}
+
+run_tests() {
+  ensure_test_packages
+  echo "building ($CONFIG)..." >&2
+  build GameServer.sln
+  local results=TestResults
+  rm -rf "$results"
+  local status=0
+  dotnet test GameServer.sln -c "$CONFIG" --no-build --nologo \
+    --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" \
+    --blame-hang-timeout 10m "$@" || status=$?
+  # dotnet test prints no plain count line; sum the TRX counters of every test project.
+  local passed=0 failed=0 skipped=0 total=0 f counters
+  for f in "$results"/*.trx; do
+    [ -e "$f" ] || continue
+    counters=$(grep -o '<Counters [^>]*' "$f" | head -n 1)
+    total=$((total + $(sed -n 's/.* total="\([0-9]*\)".*/\1/p' <<<"$counters")))
+    passed=$((passed + $(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters")))
+    failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")))
+  done
+  skipped=$((total - passed - failed))
+  if ((total == 0)); then
+    echo "no tests ran" >&2
+    status=1
+  fi
+  if ((skipped > 0)); then
+    echo "$passed passed, $failed failed, $skipped skipped"
+  else
+    echo "$passed passed, $failed failed"
+  fi
+  if ((failed > 0)); then status=1; fi
+  return "$status"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  server)
+    build GameServer/GameServer.csproj
+    # exec: SIGTERM and Ctrl+C reach the server itself, which says Goodbye to every client before it stops.
+    exec dotnet "GameServer/bin/$CONFIG/$OUT/GameServer.dll" "$@"
+    ;;
+  client)
+    build GameClient/Bot/GameClient.Bot.csproj
+    exec dotnet "GameClient/Bot/bin/$CONFIG/$OUT/GameClient.Bot.dll" "$@"
+    ;;
+  test)
+    run_tests "$@"
+    ;;
+  -h | --help | help | "")
+    usage
+    ;;
+  *)
+    echo "unknown command: $cmd" >&2
+    usage >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,99 @@
+using System.Net.Http;
+using GameClient;
+using GameProtocol;
+using GameServer.Connection;
+using GameServer.Hosting;
+using GameServer.Tests.Infrastructure;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+
+namespace GameServer.Tests;
+
+/// <summary>The host: configuration validation, the metrics endpoint, and a clean stop with clients connected.</summary>
+public class HostTests
+{
+    [Fact]
+    public async Task MetricsEndpoint_ServesTheCountersInPrometheusFormat()
+    {
+        var port = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync($"--Metrics:Port={port}");
+        await using (var client = await GameConnection.ConnectAsync(server.ClientOptions()))
+        {
+            await client.SendAsync(new Echo(1, [1]));
+            await client.GoodbyeAsync();
+        }
+
+        await server.AssertAllClosedAsync();
+        using var http = new HttpClient();
+        string text = string.Empty;
+        for (var i = 0; i < 50 && !text.Contains("gameserver_connections_closed_total", StringComparison.Ordinal); i++)
+        {
+            text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+            await Task.Delay(100);
+        }
+
+        Assert.Contains("gameserver_connections_opened_total", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver_connections_active", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver_frames_received_total", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver_frames_sent_total", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver_bytes_received_total", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver_bytes_sent_total", text, StringComparison.Ordinal);
+        Assert.Matches("gameserver_connections_closed_total\\{[^}]*reason=\"client_goodbye\"[^}]*\\} [1-9]", text);
+        Assert.Contains("gameserver_connection_duration_seconds_bucket", text, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("--Server:Port=70000", "Server:Port = '70000' is invalid")]
+    [InlineData("--Server:MaxFrameBytes=0", "Server:MaxFrameBytes = '0' is invalid")]
+    [InlineData("--Server:Address=nowhere", "Server:Address = 'nowhere' is invalid")]
+    [InlineData("--Game:TickRateHz=0", "Game:TickRateHz = '0' is invalid")]
+    public async Task BadConfiguration_FailsOnStart_NamingTheKeyAndValue(string setting, string expected)
+    {
+        var builder = GameServerApp.CreateBuilder(["--Server:Port=0", "--Metrics:Port=0", setting]);
+        using var host = builder.Build();
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        Assert.Contains(ex.Failures, f => f.Contains(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task HostStop_With100Clients_EveryClientGetsGoodbye_AndCountsMatch()
+    {
+        var server = await TestServer.StartAsync();
+        var clients = new List<GameConnection>();
+        try
+        {
+            for (var i = 0; i < 100; i++)
+            {
+                var client = await GameConnection.ConnectAsync(server.ClientOptions($"p{i}"));
+                await client.SendAsync(new JoinRoom($"room{i % 10}"));
+                await client.SendAsync(new Move(1, i, i));
+                clients.Add(client);
+            }
+
+            await server.StopAsync();
+            Assert.Equal(0, server.Metrics.ActiveCount);
+
+            foreach (var client in clients)
+            {
+                var report = await client.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+                Assert.NotNull(report.ServerGoodbye);
+                Assert.Equal("server_shutdown", report.ServerGoodbye!.Reason);
+                Assert.Equal(client.FramesSent - 1, report.ServerGoodbye.FramesReceived); // all but our answering Goodbye
+                Assert.Equal(CloseReason.PeerClosed, report.Reason); // FIN after the Goodbye, never a reset
+            }
+
+            var closeLines = server.Logs.Entries.Where(e => e.EventId.Id == 1001 && e.Message.Contains("closed: server_shutdown", StringComparison.Ordinal)).ToList();
+            Assert.Equal(100, closeLines.Count);
+            Assert.All(server.Logs.Entries, e => Assert.Null(e.Exception));
+        }
+        finally
+        {
+            foreach (var client in clients)
+            {
+                await client.DisposeAsync();
+            }
+
+            await server.DisposeAsync();
+        }
+    }
+}

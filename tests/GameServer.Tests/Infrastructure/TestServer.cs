@@ -1,0 +1,107 @@
+using System.Net;
+using System.Net.Sockets;
+using GameServer.Connection;
+using GameServer.Hosting;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace GameServer.Tests.Infrastructure;
+
+/// <summary>The real server host, in process, on an ephemeral port, with its log captured for assertions.</summary>
+public sealed class TestServer : IAsyncDisposable
+{
+    private readonly IHost host;
+    private bool stopped;
+
+    private TestServer(IHost host, IPEndPoint endPoint, CapturingLoggerProvider logs)
+    {
+        this.host = host;
+        EndPoint = endPoint;
+        Logs = logs;
+    }
+
+    public IPEndPoint EndPoint { get; }
+
+    public CapturingLoggerProvider Logs { get; }
+
+    public ConnectionRegistry Registry => host.Services.GetRequiredService<ConnectionRegistry>();
+
+    public ConnectionMetrics Metrics => host.Services.GetRequiredService<GameServerMetrics>().Connections;
+
+    public IServiceProvider Services => host.Services;
+
+    public static async Task<TestServer> StartAsync(params string[] settings)
+    {
+        var args = new List<string> { "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000" };
+        args.AddRange(settings);
+        var builder = GameServerApp.CreateBuilder([.. args]);
+        var logs = new CapturingLoggerProvider();
+        builder.Logging.ClearProviders();
+        builder.Logging.AddProvider(logs);
+        builder.Logging.SetMinimumLevel(LogLevel.Debug);
+        var host = builder.Build();
+        await host.StartAsync();
+        var endPoint = await host.Services.GetRequiredService<GameServerHost>().Listening;
+        return new TestServer(host, endPoint, logs);
+    }
+
+    public GameClient.GameClientOptions ClientOptions(string name = "tester") => new()
+    {
+        Host = EndPoint.Address.ToString(),
+        Port = EndPoint.Port,
+        PlayerName = name,
+    };
+
+    /// <summary>Waits for the server side of the connection whose client end is <paramref name="clientLocal"/>.</summary>
+    public async Task<ConnectionState> ServerSideOfAsync(EndPoint? clientLocal)
+    {
+        for (var i = 0; i < 500; i++)
+        {
+            if (Registry.FindByRemote(clientLocal) is { } state)
+            {
+                return state;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new TimeoutException($"no server connection from {clientLocal}");
+    }
+
+    /// <summary>Waits until every connection has closed, so each test can prove it leaked none.</summary>
+    public async Task AssertAllClosedAsync(TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while ((Metrics.ActiveCount != 0 || Registry.Count != 0) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(20);
+        }
+
+        Assert.Equal(0, Metrics.ActiveCount);
+        Assert.Equal(0, Registry.Count);
+    }
+
+    public async Task StopAsync()
+    {
+        if (!stopped)
+        {
+            stopped = true;
+            await host.StopAsync();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync();
+        host.Dispose();
+    }
+
+    /// <summary>A port that was free a moment ago (for the metrics listener, which cannot bind port 0).</summary>
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+}

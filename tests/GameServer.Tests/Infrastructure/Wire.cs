@@ -1,0 +1,85 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using GameProtocol;
+
+namespace GameServer.Tests.Infrastructure;
+
+/// <summary>A raw socket speaking the documented wire format by hand, independent of the project's codec.</summary>
+public sealed class Wire : IDisposable
+{
+    public Wire(Socket socket) => Socket = socket;
+
+    public Socket Socket { get; }
+
+    public static async Task<Wire> ConnectAsync(IPEndPoint endPoint)
+    {
+        var socket = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(endPoint);
+        return new Wire(socket);
+    }
+
+    public static byte[] Frame(byte[] payload)
+    {
+        var frame = new byte[4 + payload.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(frame, (uint)payload.Length);
+        payload.CopyTo(frame, 4);
+        return frame;
+    }
+
+    public static byte[] Frame(IMessage message) => Frame(ProtocolSerializer.Serialize(message));
+
+    public Task SendAsync(IMessage message) => SendRawAsync(Frame(message));
+
+    public async Task SendRawAsync(byte[] bytes) => await Socket.SendAsync(bytes, SocketFlags.None);
+
+    /// <summary>Reads one frame; null at end of stream. Socket errors surface as <see cref="SocketException"/>.</summary>
+    public async Task<IMessage?> ReceiveAsync(TimeSpan? timeout = null)
+    {
+        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(15));
+        var header = new byte[4];
+        if (!await ReadExactlyAsync(header, cts.Token))
+        {
+            return null;
+        }
+
+        var payload = new byte[BinaryPrimitives.ReadUInt32BigEndian(header)];
+        if (!await ReadExactlyAsync(payload, cts.Token))
+        {
+            throw new EndOfStreamException("end of stream inside a frame");
+        }
+
+        return ProtocolSerializer.Deserialize(payload);
+    }
+
+    /// <summary>Reads frames until end of stream; returns them all.</summary>
+    public async Task<List<IMessage>> ReceiveUntilEndAsync(TimeSpan? timeout = null)
+    {
+        var all = new List<IMessage>();
+        while (await ReceiveAsync(timeout) is { } message)
+        {
+            all.Add(message);
+        }
+
+        return all;
+    }
+
+    public void Dispose() => Socket.Dispose();
+
+    private async Task<bool> ReadExactlyAsync(byte[] buffer, CancellationToken cancellationToken)
+    {
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            var n = await Socket.ReceiveAsync(buffer.AsMemory(read), SocketFlags.None, cancellationToken);
+            if (n == 0)
+            {
+                return read == 0 ? false : throw new EndOfStreamException("end of stream inside a frame");
+            }
+
+            read += n;
+        }
+
+        return true;
+    }
+}

@@ -1,0 +1,134 @@
+using GameProtocol;
+
+namespace GameServer.Tests;
+
+/// <summary>The documented wire format cannot drift: golden bytes, every tag round-trips, bad payloads are errors.</summary>
+public class ProtocolTests
+{
+    public static TheoryData<IMessage> EveryMessage() =>
+    [
+        new Hello(1, "bob", null),
+        new Hello(1, "bob", "token"),
+        new Welcome("s1", 5000, 1_700_000_000_000),
+        new Ping(1, 1_700_000_000_000),
+        new Pong(2, 1_700_000_000_001),
+        new Echo(3, [1, 2, 3]),
+        new JoinRoom("lobby"),
+        new Move(4, 1.5f, -2.25f),
+        new StateUpdate(5, 1_700_000_000_002, [new PlayerState("p1", 1, 2, 3), new PlayerState("p2", -1, -2, 4)]),
+        new StreamRequest(10, 256, 0),
+        new StreamItem(6, [9, 8, 7]),
+        new Goodbye("bye", 42),
+        new Error("bad_message", "nope"),
+    ];
+
+    [Theory]
+    [MemberData(nameof(EveryMessage))]
+    public void EveryTag_RoundTripsToTheSameBytes(IMessage message)
+    {
+        var bytes = ProtocolSerializer.Serialize(message);
+        var back = ProtocolSerializer.Deserialize(bytes);
+        Assert.Equal(message.GetType(), back.GetType());
+        Assert.Equal(bytes, ProtocolSerializer.Serialize(back));
+    }
+
+    [Fact]
+    public void EveryTag_IsTheDocumentedNumber()
+    {
+        var expected = new (IMessage Message, int Tag)[]
+        {
+            (new Hello(1, "a", null), 0), (new Welcome("s", 1, 1), 1), (new Ping(1, 1), 2), (new Pong(1, 1), 3),
+            (new Echo(1, []), 4), (new JoinRoom("r"), 5), (new Move(1, 0, 0), 6), (new StateUpdate(1, 1, []), 7),
+            (new StreamRequest(1, 1, 1), 8), (new StreamItem(1, []), 9), (new Goodbye("x", 1), 10), (new Error("c", "m"), 11),
+        };
+        foreach (var (message, tag) in expected)
+        {
+            var bytes = ProtocolSerializer.Serialize(message);
+            Assert.Equal(0x92, bytes[0]); // [tag, body]
+            Assert.Equal(tag, bytes[1]);
+        }
+    }
+
+    [Fact]
+    public void Hello_GoldenFrame()
+    {
+        byte[] golden = [0, 0, 0, 9, 0x92, 0x00, 0x93, 0x01, 0xa3, (byte)'b', (byte)'o', (byte)'b', 0xc0];
+        Assert.Equal(golden, Infrastructure.Wire.Frame(new Hello(1, "bob", null)));
+        Assert.Equal(new Hello(1, "bob", null), ProtocolSerializer.Deserialize(golden.AsMemory(4)));
+    }
+
+    [Fact]
+    public void Echo_GoldenFrame()
+    {
+        byte[] golden = [0, 0, 0, 9, 0x92, 0x04, 0x92, 0x07, 0xc4, 0x03, 1, 2, 3];
+        Assert.Equal(golden, Infrastructure.Wire.Frame(new Echo(7, [1, 2, 3])));
+        var echo = Assert.IsType<Echo>(ProtocolSerializer.Deserialize(golden.AsMemory(4)));
+        Assert.Equal(7, echo.Seq);
+        Assert.Equal([1, 2, 3], echo.Payload);
+    }
+
+    [Fact]
+    public void Goodbye_GoldenFrame()
+    {
+        byte[] golden = [0, 0, 0, 8, 0x92, 0x0a, 0x92, 0xa3, (byte)'b', (byte)'y', (byte)'e', 0x2a];
+        Assert.Equal(golden, Infrastructure.Wire.Frame(new Goodbye("bye", 42)));
+        Assert.Equal(new Goodbye("bye", 42), ProtocolSerializer.Deserialize(golden.AsMemory(4)));
+    }
+
+    [Fact]
+    public void Readers_AcceptAnyIntegerAndFloatWidth()
+    {
+        // Hello with protocolVersion as uint32 (0xce); Move with seq as int64 (0xd3) and coordinates as float64 (0xcb).
+        byte[] hello = [0x92, 0x00, 0x93, 0xce, 0, 0, 0, 1, 0xa1, (byte)'x', 0xc0];
+        Assert.Equal(new Hello(1, "x", null), ProtocolSerializer.Deserialize(hello));
+
+        byte[] move =
+        [
+            0x92, 0x06, 0x93, 0xd3, 0, 0, 0, 0, 0, 0, 0, 5,
+            0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, // 1.5
+            0xcb, 0xc0, 0x02, 0, 0, 0, 0, 0, 0, // -2.25
+        ];
+        Assert.Equal(new Move(5, 1.5f, -2.25f), ProtocolSerializer.Deserialize(move));
+    }
+
+    [Fact]
+    public void UnknownTag_IsAProtocolError_NeverNull()
+    {
+        byte[] unknown = [0x92, 0x63, 0x90]; // tag 99
+        var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(unknown));
+        Assert.Equal(ProtocolErrorCodes.UnknownMessage, ex.Code);
+    }
+
+    [Fact]
+    public void NilPayload_IsAProtocolError()
+    {
+        var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(new byte[] { 0xc0 }));
+        Assert.Equal(ProtocolErrorCodes.UnknownMessage, ex.Code);
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0x01 })] // not an array
+    [InlineData(new byte[] { 0x92, 0x05, 0x91, 0x07 })] // JoinRoom with an int room id
+    [InlineData(new byte[] { 0x92, 0x00 })] // truncated
+    [InlineData(new byte[] { 0x92, 0x05, 0x91, 0xa1, (byte)'r', 0x00 })] // trailing byte
+    public void WrongShapes_AreBadMessages(byte[] payload)
+    {
+        var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(payload));
+        Assert.Equal(ProtocolErrorCodes.BadMessage, ex.Code);
+    }
+
+    [Fact]
+    public void DeepNesting_IsRejectedByTheUntrustedDataLimits()
+    {
+        // StateUpdate whose players list nests arrays far deeper than any legitimate message.
+        var payload = new List<byte> { 0x92, 0x07, 0x93, 0x01, 0x01 };
+        for (var i = 0; i < 100; i++)
+        {
+            payload.Add(0x91);
+        }
+
+        payload.Add(0x90);
+        var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(payload.ToArray()));
+        Assert.Equal(ProtocolErrorCodes.BadMessage, ex.Code);
+    }
+}
