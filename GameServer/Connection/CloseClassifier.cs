@@ -49,9 +49,10 @@ public sealed class CloseClassifier : ChannelDuplexHandler
 
     public override void ChannelRead(IChannelHandlerContext context, object message)
     {
-        // Frames already decoded keep arriving after the transport has closed; nothing may act on them.
-        var state = ConnectionState.Of(context.Channel);
-        if (state.Phase == ConnectionPhase.Closed || !context.Channel.Active)
+        // Frames decoded after the connection has been fully closed (the decoder flushes what it holds when the
+        // channel goes inactive) must not be acted on. Frames that arrived before the peer's FIN still pass: a
+        // peer that closes normally is owed the processing of everything it sent (case S2).
+        if (ConnectionState.Of(context.Channel).Phase == ConnectionPhase.Closed)
         {
             ReferenceCountUtil.Release(message);
             return;
@@ -85,7 +86,14 @@ public sealed class CloseClassifier : ChannelDuplexHandler
 
         if (state.Phase != ConnectionPhase.Open || !context.Channel.Active)
         {
-            return; // late noise from a connection that is already ending (e.g. a read aborted by our own reset)
+            // Late noise from a connection that is already ending (e.g. a read aborted by our own reset).
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                var type = exception.GetType().Name;
+                ConnectionLog.LateException(logger, state.Id, type, exception.Message);
+            }
+
+            return;
         }
 
         if (state.TrySetReason(CloseReason.InternalError, 0, exception.Message))

@@ -50,8 +50,9 @@ public static class ConnectionCloser
         state.Phase = ConnectionPhase.Draining;
 
         // Reading must go on while draining, even if backpressure had paused it: that is how the peer's FIN is seen.
+        // (Turning AutoRead on starts a read; an extra Read() while one is pending would break the socket's
+        // single receive operation.)
         channel.Configuration.AutoRead = true;
-        channel.Read();
 
         state.DrainTimer = channel.EventLoop.Schedule(static s => CloseQuietly((IChannel)s!), channel, state.DrainTimeout);
 

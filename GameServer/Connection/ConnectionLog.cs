@@ -19,4 +19,7 @@ internal static partial class ConnectionLog
 
     [LoggerMessage(EventId = 1003, Level = LogLevel.Error, Message = "Unhandled exception in the pipeline of connection {ConnectionId}")]
     public static partial void HandlerFault(ILogger logger, Exception exception, string connectionId);
+
+    [LoggerMessage(EventId = 1004, Level = LogLevel.Debug, Message = "Connection {ConnectionId} is already closing; ignored {ExceptionType}: {ExceptionMessage}")]
+    public static partial void LateException(ILogger logger, string connectionId, string exceptionType, string exceptionMessage);
 }

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 
@@ -10,8 +11,10 @@ namespace GameServer.Connection;
 /// field and offers neither a true half-close nor a true abort: its <c>DoClose</c> always calls
 /// <c>Shutdown(Both)</c>, which sends FIN before any RST. Both operations here must run on the channel's event loop.
 /// </summary>
-public static class SocketAccess
+public static partial class SocketAccess
 {
+    private const int ShutWr = 1;
+
     [UnsafeAccessor(UnsafeAccessorKind.Field, Name = "Socket")]
     private static extern ref Socket SocketField(AbstractSocketChannel channel);
 
@@ -23,6 +26,11 @@ public static class SocketAccess
     /// Sends FIN after everything already handed to the kernel, keeps the read side open. Returns false when the
     /// transport has no socket to shut down or the socket is already gone.
     /// </summary>
+    /// <remarks>
+    /// On Unix this calls <c>shutdown(fd, SHUT_WR)</c> directly. <see cref="Socket.Shutdown"/> would also mark the
+    /// .NET socket as disconnected, and DotNetty's read path treats a disconnected socket as end of stream: the next
+    /// bytes from the peer would make it close at once with those bytes unread, which sends an RST (measured here).
+    /// </remarks>
     public static bool TryShutdownOutput(IChannel channel)
     {
         var socket = TryGetSocket(channel);
@@ -33,8 +41,26 @@ public static class SocketAccess
 
         try
         {
-            socket.Shutdown(SocketShutdown.Send);
-            return true;
+            if (OperatingSystem.IsWindows())
+            {
+                socket.Shutdown(SocketShutdown.Send);
+                return true;
+            }
+
+            var handle = socket.SafeHandle;
+            var added = false;
+            try
+            {
+                handle.DangerousAddRef(ref added);
+                return Shutdown((int)handle.DangerousGetHandle(), ShutWr) == 0;
+            }
+            finally
+            {
+                if (added)
+                {
+                    handle.DangerousRelease();
+                }
+            }
         }
         catch (SocketException)
         {
@@ -97,4 +123,7 @@ public static class SocketAccess
             return false;
         }
     }
+
+    [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
+    private static partial int Shutdown(int fd, int how);
 }

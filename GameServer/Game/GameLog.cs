@@ -17,4 +17,8 @@ internal static partial class GameLog
     [LoggerMessage(EventId = 3004, Level = LogLevel.Information,
         Message = "Connection {ConnectionId}: peer's Goodbye ({PeerReason}) counts {PeerReceived} frames received of {Sent} sent")]
     public static partial void PeerGoodbye(ILogger logger, string connectionId, string peerReason, long peerReceived, long sent);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Debug,
+        Message = "Session {SessionId} ended: {MessagesHandled} messages handled, last move seq {LastMoveSeq}")]
+    public static partial void SessionEnded(ILogger logger, string sessionId, long messagesHandled, long lastMoveSeq);
 }

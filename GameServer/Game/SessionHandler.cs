@@ -22,6 +22,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
     private PlayerSession? player;
     private IScheduledTask? handshakeTimer;
     private StreamSender? stream;
+    private long messagesHandled;
 
     public SessionHandler(GameServices services) => this.services = services;
 
@@ -44,6 +45,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         if (player is not null)
         {
             services.Rooms.Leave(player);
+            GameLog.SessionEnded(services.Logger, player.SessionId, messagesHandled, player.State.LastSeq);
         }
 
         if (connection is not null)
@@ -68,6 +70,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
     {
         try
         {
+            messagesHandled++;
             Handle(context, (IMessage)message);
         }
         catch (ProtocolViolationException violation)

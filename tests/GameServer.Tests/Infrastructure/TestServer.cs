@@ -33,7 +33,7 @@ public sealed class TestServer : IAsyncDisposable
 
     public static async Task<TestServer> StartAsync(params string[] settings)
     {
-        var args = new List<string> { "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000" };
+        var args = new List<string> { "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000", "--Logging:LogLevel:Default=Debug" };
         args.AddRange(settings);
         var builder = GameServerApp.CreateBuilder([.. args]);
         var logs = new CapturingLoggerProvider();

@@ -1,0 +1,386 @@
+using System.Net.Sockets;
+using GameClient;
+using GameProtocol;
+using GameServer.Connection;
+using GameServer.Tests.Infrastructure;
+
+namespace GameServer.Tests;
+
+/// <summary>
+/// The cases of tcp-close-cases.md, one test each, against the real server over loopback. Which packets go over the
+/// wire (FIN or RST) is recorded in docs/CLOSE-HANDLING.md from a tcpdump capture; here each case asserts what the
+/// kernel reported to each side: the close reason, the errno and the frame counts.
+/// </summary>
+public class CloseCaseTests
+{
+    private static readonly TimeSpan CaseTimeout = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task S2_ClientSendsManyFramesThenFin_EveryFrameIsProcessed_PeerClosed()
+    {
+        await using var server = await TestServer.StartAsync();
+        var client = await GameConnection.ConnectAsync(server.ClientOptions("s2"));
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        for (var i = 1; i <= 10_000; i++)
+        {
+            _ = client.WriteAsync(new Move(i, i, i));
+            if (i % 500 == 0)
+            {
+                client.Flush();
+            }
+        }
+
+        client.Flush();
+        await client.CloseAsync(ClientCloseMode.Fin);
+
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerClosed, closed.Reason);
+        Assert.Equal(0, closed.Errno);
+        Assert.Equal(10_001, closed.FramesReceived); // Hello and every Move
+        var ended = await WaitForLogAsync(server, 3005, client.Welcome!.SessionId);
+        Assert.Contains("10001 messages handled, last move seq 10000", ended, StringComparison.Ordinal);
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task S3_ClientProcessExitsWithoutClosing_WhileServerStreams_IsPeerReset()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var bot = BotProcess.Start(
+            "--port", server.EndPoint.Port.ToString(), "--name", "s3", "--stream", "1000000", "--stream-payload", "1024",
+            "--wait-stream-items", "10", "--stop-reading", "--close", "exit-without-close", "--quiet");
+        await bot.WaitReadyAsync();
+        Assert.Equal(0, await bot.WaitExitAsync());
+
+        var closed = await WaitForCloseAsync(server, "s3");
+        Assert.Equal(CloseReason.PeerReset, closed.Reason);
+        Assert.Equal(104, closed.Errno); // ECONNRESET
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task S4_KilledClient_WhileSendingAndBeingSentTo_IsClassifiedAsPeerReset()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var bot = BotProcess.Start(
+            "--port", server.EndPoint.Port.ToString(), "--name", "s4", "--stream", "1000000", "--stream-payload", "1024",
+            "--wait-stream-items", "10", "--flood", "--stop-reading", "--close", "silent", "--quiet");
+        await bot.WaitReadyAsync();
+        var before = server.Registry.Snapshot().Single();
+        var framesBeforeKill = before.FramesReceived;
+
+        bot.Signal(9); // SIGKILL
+        await bot.WaitExitAsync();
+
+        var closed = await before.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerReset, closed.Reason);
+        Assert.Equal(104, closed.Errno);
+        Assert.True(closed.FramesReceived >= framesBeforeKill, "the flood was being received when the client died");
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task S5_ServerWritesAfterClientClosed_SecondWriteFailsWithBrokenPipe()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "s5", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+
+        // The server stops reading this connection (as it would under inbound backpressure), so it cannot see the
+        // FIN; a paced stream keeps it writing.
+        serverSide.Channel.Configuration.AutoRead = false;
+        await wire.SendAsync(new StreamRequest(1000, 16, 150));
+        Assert.IsType<StreamItem>(await wire.ReceiveAsync());
+
+        // Close normally right after an item: the next item (first write after our FIN) draws an RST, the one
+        // after it fails with EPIPE.
+        wire.Socket.Close();
+
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.BrokenPipe, closed.Reason);
+        Assert.Equal(32, closed.Errno); // EPIPE
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task C1_ServerClosed_ClientWritesTwice_SecondWriteFailsWithEpipe_AndTheProcessSurvives()
+    {
+        await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=200", "--Server:DrainTimeoutMs=200");
+        var client = await GameConnection.ConnectRawAsync(server.ClientOptions("c1"));
+        client.PauseReading(); // not yet aware of the server's close
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+
+        // No Hello: the server gives up at the handshake timeout, drains until its deadline and closes its socket.
+        var serverClosed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.HandshakeTimeout, serverClosed.Reason);
+
+        await client.SendAsync(new Ping(1, 1)); // succeeds, and the server's kernel answers with RST
+        var socket = SocketAccess.TryGetSocket(client.Channel)!;
+        Assert.True(socket.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectError), "the RST arrived");
+
+        var second = await Assert.ThrowsAnyAsync<Exception>(() => client.SendAsync(new Ping(2, 2)));
+        Assert.Equal(SocketError.Shutdown, FindSocketError(second)); // EPIPE, and no SIGPIPE killed us
+
+        var report = await client.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.BrokenPipe, report.Reason);
+        Assert.Equal(32, report.Errno);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task C2_ServerSentThenClosed_ClientSendsThenReads_StillReadsEveryByteThenEof()
+    {
+        await using var server = await TestServer.StartAsync("--Server:DrainTimeoutMs=200");
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "c2", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        await wire.SendAsync(new StreamRequest(100, 64, 0));
+        await WaitUntilAsync(() => serverSide.FramesSent == 101); // Welcome and the whole stream
+
+        // The server closes (Goodbye, FIN); the client neither reads nor answers, so the drain deadline passes and
+        // the server's socket is fully closed.
+        await ConnectionCloser.CloseGracefullyAsync(
+            serverSide.Channel, CloseReason.LocalClose, s => GameServer.Connection.Codec.GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.LocalClose, s));
+        var serverClosed = await serverSide.Closed.WaitAsync(CaseTimeout);
+
+        // One more message: it is delivered to a closed socket and draws an RST.
+        await wire.SendAsync(new Ping(1, 1));
+        Assert.True(wire.Socket.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectError), "the RST arrived");
+
+        // Linux still hands over every byte the server sent, then a normal end of stream.
+        var messages = await wire.ReceiveUntilEndAsync();
+        Assert.Equal(100, messages.OfType<StreamItem>().Count());
+        Assert.Equal(Enumerable.Range(0, 100), messages.OfType<StreamItem>().Select(i => i.Index));
+        var goodbye = Assert.IsType<Goodbye>(messages[^1]);
+        Assert.Equal("local_close", goodbye.Reason);
+        Assert.Equal(serverClosed.FramesSent, messages.Count + 1); // + Welcome
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task C3_ServerShutsDownWhileClientFloods_ClientReadsGoodbyeThenEof_NeverAReset()
+    {
+        var server = await TestServer.StartAsync();
+        await using var client = await GameConnection.ConnectAsync(server.ClientOptions("c3"));
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        using var stop = new CancellationTokenSource();
+        var flood = Task.Run(async () =>
+        {
+            long seq = 0;
+            while (!stop.IsCancellationRequested && client.Channel.Active)
+            {
+                try
+                {
+                    await client.SendAsync(new Move(++seq, 1, 1));
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    break; // the connection has ended; the report says how
+                }
+            }
+        });
+
+        // Let the flood get going, then stop the host while it runs.
+        await WaitUntilAsync(() => serverSide.FramesReceived >= 1000);
+
+        await server.StopAsync();
+        var report = await client.Closed.WaitAsync(CaseTimeout);
+        await stop.CancelAsync();
+        await flood;
+
+        Assert.NotNull(report.ServerGoodbye);
+        Assert.Equal("server_shutdown", report.ServerGoodbye!.Reason);
+        Assert.Equal(CloseReason.PeerClosed, report.Reason); // EOF after the Goodbye, not 104
+        Assert.Equal(0, report.Errno);
+        var serverClosed = await serverSide.Closed;
+        Assert.Equal(CloseReason.ServerShutdown, serverClosed.Reason);
+        Assert.Equal(serverClosed.FramesSent, report.FramesReceived); // nothing the server sent was lost
+        await server.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task AbortBeforeHello_IsPeerReset()
+    {
+        await using var server = await TestServer.StartAsync();
+        var client = await GameConnection.ConnectRawAsync(server.ClientOptions());
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        await client.CloseAsync(ClientCloseMode.Abort);
+
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerReset, closed.Reason);
+        Assert.Equal(104, closed.Errno);
+        Assert.Equal(0, closed.FramesReceived);
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task TruncatedFrameThenFin_IsPeerClosed_AndThePartialFrameIsNotProcessed()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "trunc", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        var echo = Wire.Frame(new Echo(1, new byte[100]));
+        await wire.SendRawAsync(echo[..50]);
+        wire.Socket.Shutdown(SocketShutdown.Send);
+
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerClosed, closed.Reason);
+        Assert.Equal(1, closed.FramesReceived); // Hello only
+        Assert.Equal(Wire.Frame(new Hello(1, "trunc", null)).Length + 50, closed.BytesReceived);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task GoodbyeHandshake_ClientLeaves_BothCountsMatch()
+    {
+        await using var server = await TestServer.StartAsync();
+        var client = await GameConnection.ConnectAsync(server.ClientOptions());
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        for (var i = 0; i < 100; i++)
+        {
+            await client.SendAsync(new Echo(i, [1]));
+        }
+
+        var goodbye = await client.GoodbyeAsync("quit");
+        var report = await client.Closed;
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+
+        Assert.Equal(client.FramesSent, goodbye.FramesReceived);
+        Assert.Equal(102, goodbye.FramesReceived); // Hello, 100 Echoes, Goodbye
+        Assert.Equal(CloseReason.ClientGoodbye, closed.Reason);
+        Assert.Equal(closed.FramesSent, report.FramesReceived); // Welcome, 100 Echoes, the server's Goodbye
+        Assert.Equal(102, report.FramesReceived);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task Kick_Abortive_ClientSeesResetAtOnce()
+    {
+        await using var server = await TestServer.StartAsync();
+        var client = await GameConnection.ConnectAsync(server.ClientOptions());
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        await ConnectionCloser.AbortAsync(serverSide.Channel, CloseReason.Kicked);
+
+        var report = await client.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerReset, report.Reason);
+        Assert.Equal(104, report.Errno);
+        Assert.Equal(CloseReason.Kicked, (await serverSide.Closed).Reason);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task Kick_Graceful_ClientGetsGoodbyeThenEof()
+    {
+        await using var server = await TestServer.StartAsync();
+        var client = await GameConnection.ConnectAsync(server.ClientOptions());
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        _ = ConnectionCloser.CloseGracefullyAsync(
+            serverSide.Channel, CloseReason.LocalClose, s => new Goodbye("kicked_gracefully", s.FramesReceived));
+
+        var report = await client.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerClosed, report.Reason);
+        Assert.Equal("kicked_gracefully", report.ServerGoodbye?.Reason);
+        var closed = await serverSide.Closed;
+        Assert.Equal(CloseReason.LocalClose, closed.Reason);
+        Assert.Equal(2, closed.PeerFramesReceived); // the client's answer counted Welcome and Goodbye
+        await server.AssertAllClosedAsync();
+    }
+
+    private static async Task WaitUntilAsync(Func<bool> condition)
+    {
+        var deadline = DateTime.UtcNow + CaseTimeout;
+        while (!condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
+            await Task.Delay(10);
+        }
+    }
+
+    private static SocketError? FindSocketError(Exception? ex)
+    {
+        for (; ex is not null; ex = ex.InnerException)
+        {
+            if (ex is SocketException socketException)
+            {
+                return socketException.SocketErrorCode;
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<ConnectionClosedEvent> WaitForCloseAsync(TestServer server, string playerName)
+    {
+        var deadline = DateTime.UtcNow + CaseTimeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            var started = server.Logs.Entries.FirstOrDefault(e => e.EventId.Id == 3001 && e.Message.Contains($"for {playerName} on connection", StringComparison.Ordinal));
+            if (started is not null)
+            {
+                var connectionId = started.Message[(started.Message.LastIndexOf(' ') + 1)..];
+                var state = server.Registry.Snapshot().FirstOrDefault(c => c.Id == connectionId);
+                if (state is not null)
+                {
+                    return await state.Closed.WaitAsync(CaseTimeout);
+                }
+
+                var line = server.Logs.Entries.FirstOrDefault(e => e.EventId.Id == 1001 && e.Message.StartsWith($"Connection {connectionId} ", StringComparison.Ordinal));
+                if (line is not null)
+                {
+                    return ParseCloseLine(line.Message, connectionId);
+                }
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new TimeoutException($"no close of {playerName}");
+    }
+
+    private static ConnectionClosedEvent ParseCloseLine(string message, string connectionId)
+    {
+        // "... closed: peer_reset (errno 104: Connection reset by peer) after ..."
+        var reasonStart = message.IndexOf("closed: ", StringComparison.Ordinal) + 8;
+        var reasonName = message[reasonStart..message.IndexOf(' ', reasonStart)];
+        Assert.True(CloseReasons.TryParse(reasonName, out var reason));
+        var errnoStart = message.IndexOf("(errno ", StringComparison.Ordinal) + 7;
+        var errnoText = message[errnoStart..message.IndexOfAny([':', ')'], errnoStart)];
+        var errno = int.TryParse(errnoText, out var e) ? e : 0;
+        return new ConnectionClosedEvent(connectionId, "-", reason, errno, null, TimeSpan.Zero, 0, 0, 0, 0, null);
+    }
+
+    private static async Task<string> WaitForLogAsync(TestServer server, int eventId, string contains)
+    {
+        var deadline = DateTime.UtcNow + CaseTimeout;
+        while (DateTime.UtcNow < deadline)
+        {
+            var entry = server.Logs.Entries.FirstOrDefault(e => e.EventId.Id == eventId && e.Message.Contains(contains, StringComparison.Ordinal));
+            if (entry is not null)
+            {
+                return entry.Message;
+            }
+
+            await Task.Delay(20);
+        }
+
+        throw new TimeoutException($"no log {eventId} containing {contains}");
+    }
+
+    /// <summary>A peer leaving in any normal way is not an error and prints no stack trace.</summary>
+    private static void AssertNoStackTraces(TestServer server) =>
+        Assert.All(server.Logs.Entries, e =>
+        {
+            Assert.Null(e.Exception);
+            Assert.True(e.Level < Microsoft.Extensions.Logging.LogLevel.Error, e.Message);
+        });
+}
