@@ -21,6 +21,12 @@ public sealed class GameClientOptions
     /// <summary>How long a graceful close waits for the server's FIN after our write side is shut.</summary>
     public int DrainTimeoutMs { get; set; } = 5000;
 
+    /// <summary>
+    /// Find a dead server by the same rule as the server: Ping every announced heartbeat interval, give up after this
+    /// many intervals without any frame from the server (<c>heartbeat_timeout</c>). 0 turns detection off.
+    /// </summary>
+    public int HeartbeatMisses { get; set; } = 3;
+
     /// <summary>Answer every server Ping with a Pong (turn off to play a peer that ignores heartbeats).</summary>
     public bool AnswerPings { get; set; } = true;
 }

@@ -74,6 +74,7 @@ public sealed class GameConnection : IAsyncDisposable
                 Error error => throw new GameClientException($"the server refused the session: {error.Code}: {error.Message}"),
                 _ => throw new GameClientException($"expected Welcome, the server sent {first.GetType().Name}"),
             };
+            connection.StartHeartbeat();
             return connection;
         }
         catch (Exception ex) when (ex is ChannelClosedException or OperationCanceledException)
@@ -132,6 +133,9 @@ public sealed class GameConnection : IAsyncDisposable
         return new GameConnection(channel, handler, options);
     }
 
+    /// <summary>The round trips this connection's heartbeat measured, for callers that report them.</summary>
+    public ConnectionMetrics Metrics { get; } = ConnectionMetrics.None;
+
     public Task SendAsync(IMessage message) => channel.WriteAndFlushAsync(message);
 
     /// <summary>Queues a message without flushing (batch several, then <see cref="Flush"/>).</summary>
@@ -184,6 +188,14 @@ public sealed class GameConnection : IAsyncDisposable
                 await CloseWithUnreadAsync();
                 break;
             case ClientCloseMode.Silent:
+                // A hung client: no reads, no writes (its own heartbeat stops too), the socket stays open.
+                await RunOnLoopAsync(() =>
+                {
+                    if (channel.Pipeline.Get("heartbeat") is not null)
+                    {
+                        channel.Pipeline.Remove("heartbeat");
+                    }
+                });
                 PauseReading();
                 return await Closed;
             case ClientCloseMode.ExitWithoutClose:
@@ -214,6 +226,19 @@ public sealed class GameConnection : IAsyncDisposable
             await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, "disposed"));
             await channel.CloseAsync();
         }
+    }
+
+    private void StartHeartbeat()
+    {
+        if (options.HeartbeatMisses <= 0 || Welcome is null || Welcome.HeartbeatIntervalMs <= 0)
+        {
+            return;
+        }
+
+        var heartbeat = new HeartbeatOptions { IntervalMs = Welcome.HeartbeatIntervalMs, Misses = options.HeartbeatMisses };
+        var time = TimeProvider.System;
+        channel.Pipeline.AddBefore("client", "idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
+        channel.Pipeline.AddBefore("client", "heartbeat", new HeartbeatHandler(heartbeat, GameConnectionProtocol.Instance, time, Metrics));
     }
 
     private async Task CloseWithUnreadAsync()

@@ -35,7 +35,8 @@ public sealed class Bot
             return 1;
         }
 
-        await output.WriteLineAsync($"welcome session={connection.Welcome!.SessionId} heartbeat_ms={connection.Welcome.HeartbeatIntervalMs}");
+        await output.WriteLineAsync(
+            $"welcome session={connection.Welcome!.SessionId} heartbeat_ms={connection.Welcome.HeartbeatIntervalMs} local={connection.LocalEndPoint}");
         var reader = Task.Run(() => ReadAsync(connection), CancellationToken.None);
 
         if (plan.Room is not null)

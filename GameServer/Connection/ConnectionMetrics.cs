@@ -16,6 +16,7 @@ public sealed class ConnectionMetrics
     private readonly Counter<long> framesSent;
     private readonly Counter<long> bytesReceived;
     private readonly Counter<long> bytesSent;
+    private readonly Histogram<double> roundTrip;
     private long activeCount;
 
     public ConnectionMetrics(Meter meter)
@@ -28,6 +29,9 @@ public sealed class ConnectionMetrics
         framesReceived = meter.CreateCounter<long>($"{prefix}.frames.received", description: "Frames decoded from peers.");
         framesSent = meter.CreateCounter<long>($"{prefix}.frames.sent", description: "Frames encoded for peers.");
         bytesReceived = meter.CreateCounter<long>($"{prefix}.bytes.received", description: "Bytes read from peers.");
+        roundTrip = meter.CreateHistogram<double>(
+            $"{prefix}.heartbeat.rtt", unit: "s", description: "Round-trip time from a heartbeat Ping to its Pong.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
         bytesSent = meter.CreateCounter<long>($"{prefix}.bytes.sent", description: "Bytes written to peers (frame headers included).");
     }
 
@@ -61,6 +65,8 @@ public sealed class ConnectionMetrics
 
         bytesReceived.Add(bytes);
     }
+
+    public void RoundTrip(TimeSpan rtt) => roundTrip.Record(rtt.TotalSeconds);
 
     public void Sent(int frames, int bytes)
     {

@@ -1,3 +1,4 @@
+using GameServer.Connection;
 using GameServer.Hosting;
 using GameServer.Options;
 using Microsoft.Extensions.Logging;
@@ -14,9 +15,11 @@ public sealed class GameServices
         IOptions<HeartbeatOptions> heartbeat,
         RoomManager rooms,
         ConnectionRegistry registry,
+        GameServerMetrics metrics,
         TimeProvider time,
         ILogger<SessionHandler> logger)
     {
+        Metrics = metrics;
         Server = server.Value;
         Game = game.Value;
         Heartbeat = heartbeat.Value;
@@ -35,6 +38,8 @@ public sealed class GameServices
     public RoomManager Rooms { get; }
 
     public ConnectionRegistry Registry { get; }
+
+    public GameServerMetrics Metrics { get; }
 
     public TimeProvider Time { get; }
 

@@ -2,6 +2,7 @@ using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Channels;
 using GameProtocol;
 using GameServer.Connection;
+using GameServer.Connection.Codec;
 using GameServer.Hosting;
 using GameServer.Options;
 using Microsoft.Extensions.Logging;
@@ -164,6 +165,12 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         player = new PlayerSession(connection, sessionId, hello.PlayerName);
         _ = context.WriteAndFlushAsync(new Welcome(
             sessionId, services.Heartbeat.IntervalMs, services.Time.GetUtcNow().ToUnixTimeMilliseconds()));
+
+        // Pings start once the client knows the interval; the idle timer below has been counting since connect.
+        context.Channel.Pipeline.AddBefore(
+            context.Name,
+            "heartbeat",
+            new HeartbeatHandler(services.Heartbeat, GameConnectionProtocol.Instance, services.Time, services.Metrics.Connections));
         GameLog.SessionStarted(services.Logger, sessionId, hello.PlayerName, connection.Id);
     }
 

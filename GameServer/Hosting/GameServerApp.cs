@@ -1,3 +1,4 @@
+using GameServer.Connection;
 using GameServer.Game;
 using GameServer.Options;
 using Microsoft.Extensions.Configuration;
@@ -48,7 +49,8 @@ public static class GameServerApp
         AddOptions<ServerOptions>(builder, ServerOptions.Section);
         AddOptions<GameOptions>(builder, GameOptions.Section);
         AddOptions<MetricsOptions>(builder, MetricsOptions.Section);
-        AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section);
+        AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section, o => o.Validate());
+        AddOptions<TcpTimeoutOptions>(builder, TcpTimeoutOptions.Section, o => o.Validate());
 
         builder.Services.AddSingleton<GameServerMetrics>();
         builder.Services.AddSingleton<ConnectionRegistry>();
@@ -66,9 +68,14 @@ public static class GameServerApp
     }
 
     private static void AddOptions<T>(HostApplicationBuilder builder, string section)
-        where T : class, IValidatedOptions
+        where T : class, IValidatedOptions =>
+        AddOptions<T>(builder, section, o => o.Validate());
+
+    /// <summary>For the connection handlers' options, which carry their own Validate and know nothing of the host.</summary>
+    private static void AddOptions<T>(HostApplicationBuilder builder, string section, Func<T, IEnumerable<string>> validate)
+        where T : class
     {
         builder.Services.AddOptions<T>().Bind(builder.Configuration.GetSection(section)).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<T>, ValidatedOptionsValidator<T>>();
+        builder.Services.AddSingleton<IValidateOptions<T>>(new DelegateOptionsValidator<T>(validate));
     }
 }

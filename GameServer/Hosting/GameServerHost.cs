@@ -29,6 +29,9 @@ public sealed partial class GameServerHost : IHostedService
     private readonly CloseClassifier classifier;
     private readonly MessageCodec codec = new();
     private readonly FramePrepender prepender;
+    private readonly TcpTimeoutsHandler tcpTimeouts;
+    private readonly HeartbeatOptions heartbeat;
+    private readonly TimeProvider time;
     private MultithreadEventLoopGroup? acceptGroup;
     private MultithreadEventLoopGroup? workerGroup;
     private IChannel? serverChannel;
@@ -36,10 +39,15 @@ public sealed partial class GameServerHost : IHostedService
     public GameServerHost(
         IOptions<ServerOptions> options,
         GameServices services,
+        IOptions<TcpTimeoutOptions> tcpOptions,
+        IOptions<HeartbeatOptions> heartbeat,
         GameServerMetrics metrics,
         ConnectionRegistry registry,
+        TimeProvider time,
         ILoggerFactory loggerFactory)
     {
+        this.heartbeat = heartbeat.Value;
+        this.time = time;
         this.options = options.Value;
         this.services = services;
         this.metrics = metrics;
@@ -52,6 +60,7 @@ public sealed partial class GameServerHost : IHostedService
             metrics.Connections,
             loggerFactory.CreateLogger("GameServer.Connection"));
         prepender = new FramePrepender(this.options.MaxFrameBytes, metrics.Connections);
+        tcpTimeouts = new TcpTimeoutsHandler(tcpOptions.Value, loggerFactory.CreateLogger("GameServer.Connection"));
     }
 
     /// <summary>Completes with the bound endpoint once the server accepts connections (the real port when 0 was asked).</summary>
@@ -124,7 +133,10 @@ public sealed partial class GameServerHost : IHostedService
         channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes, metrics.Connections));
         channel.Pipeline.AddLast("frame-prepender", prepender);
         channel.Pipeline.AddLast("message-codec", codec);
+        // The classifier sits right above the codec so that every write, heartbeat Pings included, passes it.
         channel.Pipeline.AddLast("close-classifier", classifier);
+        channel.Pipeline.AddLast("tcp-timeouts", tcpTimeouts);
+        channel.Pipeline.AddLast("idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
         channel.Pipeline.AddLast("session", new SessionHandler(services));
     }
 

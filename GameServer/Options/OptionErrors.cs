@@ -18,13 +18,13 @@ public static class OptionErrors
     }
 }
 
-/// <summary>Runs <see cref="IValidatedOptions.Validate"/> for the options system (and so on start).</summary>
-public sealed class ValidatedOptionsValidator<T> : IValidateOptions<T>
-    where T : class, IValidatedOptions
+/// <summary>Runs an options class's own validation for the options system (and so on start).</summary>
+public sealed class DelegateOptionsValidator<T>(Func<T, IEnumerable<string>> validate) : IValidateOptions<T>
+    where T : class
 {
     public ValidateOptionsResult Validate(string? name, T options)
     {
-        var errors = options.Validate().ToList();
+        var errors = validate(options).ToList();
         return errors.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(errors);
     }
 }

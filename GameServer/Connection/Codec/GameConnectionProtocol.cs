@@ -4,7 +4,7 @@ using GameProtocol;
 namespace GameServer.Connection.Codec;
 
 /// <summary>Binds the close path to this project's protocol: Goodbye with the frame count, Error frames, and codes.</summary>
-public sealed class GameConnectionProtocol : IConnectionProtocol
+public sealed class GameConnectionProtocol : IConnectionProtocol, IHeartbeatProtocol
 {
     public static GameConnectionProtocol Instance { get; } = new();
 
@@ -12,6 +12,14 @@ public sealed class GameConnectionProtocol : IConnectionProtocol
         new Goodbye(reason.ToName(), state.FramesReceived);
 
     public object? CreateError(string code, string message) => new Error(code, message);
+
+    public object CreatePing(long seq, long sentAtUnixMs) => new Ping(seq, sentAtUnixMs);
+
+    public bool TryReadPong(object message, out long seq)
+    {
+        seq = message is Pong pong ? pong.Seq : 0;
+        return message is Pong;
+    }
 
     public bool TryGetProtocolError(Exception exception, out string code, out string message)
     {

@@ -52,13 +52,22 @@ public sealed class Wire : IDisposable
         return ProtocolSerializer.Deserialize(payload);
     }
 
-    /// <summary>Reads frames until end of stream; returns them all.</summary>
+    /// <summary>Reads frames until end of stream, then answers the FIN with ours, as a well-behaved peer does.</summary>
     public async Task<List<IMessage>> ReceiveUntilEndAsync(TimeSpan? timeout = null)
     {
         var all = new List<IMessage>();
         while (await ReceiveAsync(timeout) is { } message)
         {
             all.Add(message);
+        }
+
+        try
+        {
+            Socket.Shutdown(SocketShutdown.Send);
+        }
+        catch (SocketException)
+        {
+            // already reset: nothing to answer
         }
 
         return all;

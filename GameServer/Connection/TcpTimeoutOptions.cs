@@ -1,0 +1,52 @@
+namespace GameServer.Connection;
+
+/// <summary>
+/// Kernel-level dead-peer detection. Keepalive finds a dead peer on an idle connection (no data either way);
+/// TCP_USER_TIMEOUT finds one while we are sending (unacknowledged data), where keepalive never starts.
+/// Bound from the <c>Tcp</c> section.
+/// </summary>
+public sealed class TcpTimeoutOptions
+{
+    public const string Section = "Tcp";
+
+    /// <summary>Idle time before the first keepalive probe; 0 turns keepalive off.</summary>
+    public int KeepAliveTimeSeconds { get; set; } = 15;
+
+    /// <summary>Time between unanswered probes.</summary>
+    public int KeepAliveIntervalSeconds { get; set; } = 5;
+
+    /// <summary>Unanswered probes before the kernel reports ETIMEDOUT. Detection ≈ time + interval × count.</summary>
+    public int KeepAliveRetryCount { get; set; } = 3;
+
+    /// <summary>
+    /// How long sent data may stay unacknowledged before the kernel drops the connection with ETIMEDOUT
+    /// (TCP_USER_TIMEOUT, Linux only); 0 leaves the kernel's retransmission default (about 15 minutes).
+    /// </summary>
+    public int UserTimeoutMs { get; set; } = 20000;
+
+    public IEnumerable<string> Validate()
+    {
+        if (KeepAliveTimeSeconds is < 0 or > 32767)
+        {
+            yield return Invalid(nameof(KeepAliveTimeSeconds), KeepAliveTimeSeconds, "0 to 32767");
+        }
+
+        if (KeepAliveIntervalSeconds is < 1 or > 32767)
+        {
+            yield return Invalid(nameof(KeepAliveIntervalSeconds), KeepAliveIntervalSeconds, "1 to 32767");
+        }
+
+        if (KeepAliveRetryCount is < 1 or > 127)
+        {
+            yield return Invalid(nameof(KeepAliveRetryCount), KeepAliveRetryCount, "1 to 127");
+        }
+
+        if (UserTimeoutMs is < 0 or > 3_600_000)
+        {
+            yield return Invalid(nameof(UserTimeoutMs), UserTimeoutMs, "0 to 3600000");
+        }
+    }
+
+    private static string Invalid(string key, int value, string range) =>
+        $"{Section}:{key} = '{value}' is invalid: expected a number from {range}";
+}

@@ -1,0 +1,91 @@
+using System.Net.Sockets;
+using DotNetty.Transport.Channels;
+using Microsoft.Extensions.Logging;
+
+namespace GameServer.Connection;
+
+/// <summary>
+/// Sets keepalive and TCP_USER_TIMEOUT on each connection's socket when it becomes active, then leaves the
+/// pipeline. When the kernel gives up on the peer the pending read fails with ETIMEDOUT, which
+/// <see cref="CloseClassifier"/> records as <see cref="CloseReason.TimedOut"/>.
+/// </summary>
+public sealed partial class TcpTimeoutsHandler : ChannelHandlerAdapter
+{
+    private const int IpProtoTcp = 6;
+    private const int TcpUserTimeout = 18; // linux/tcp.h
+
+    private static int userTimeoutUnsupportedLogged;
+
+    private readonly TcpTimeoutOptions options;
+    private readonly ILogger logger;
+
+    public TcpTimeoutsHandler(TcpTimeoutOptions options, ILogger logger)
+    {
+        this.options = options;
+        this.logger = logger;
+    }
+
+    public override bool IsSharable => true;
+
+    public override void ChannelActive(IChannelHandlerContext context)
+    {
+        if (SocketAccess.TryGetSocket(context.Channel) is { } socket)
+        {
+            Apply(socket);
+        }
+
+        context.Channel.Pipeline.Remove(this);
+        context.FireChannelActive();
+    }
+
+    /// <summary>Applies the options to a connected socket.</summary>
+    public void Apply(Socket socket)
+    {
+        try
+        {
+            if (options.KeepAliveTimeSeconds > 0)
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive, true);
+                socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime, options.KeepAliveTimeSeconds);
+                socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval, options.KeepAliveIntervalSeconds);
+                socket.SetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount, options.KeepAliveRetryCount);
+            }
+
+            if (options.UserTimeoutMs > 0)
+            {
+                if (OperatingSystem.IsLinux())
+                {
+                    Span<byte> value = stackalloc byte[sizeof(int)];
+                    BitConverter.TryWriteBytes(value, options.UserTimeoutMs);
+                    socket.SetRawSocketOption(IpProtoTcp, TcpUserTimeout, value);
+                }
+                else if (Interlocked.Exchange(ref userTimeoutUnsupportedLogged, 1) == 0)
+                {
+                    LogUserTimeoutUnavailable(logger);
+                }
+            }
+        }
+        catch (SocketException ex)
+        {
+            // The peer may already be gone; the close path will say so. Nothing to tune on a dead socket.
+            LogNotApplied(logger, ex.SocketErrorCode);
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    /// <summary>Reads TCP_USER_TIMEOUT back (Linux), for checks and diagnostics.</summary>
+    public static int ReadUserTimeoutMs(Socket socket)
+    {
+        Span<byte> value = stackalloc byte[sizeof(int)];
+        socket.GetRawSocketOption(IpProtoTcp, TcpUserTimeout, value);
+        return BitConverter.ToInt32(value);
+    }
+
+    [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "TCP_USER_TIMEOUT is unavailable on this platform; only keepalive and the heartbeat find dead peers while sending")]
+    private static partial void LogUserTimeoutUnavailable(ILogger logger);
+
+    [LoggerMessage(EventId = 1011, Level = LogLevel.Debug, Message = "TCP timeouts not applied: {Error}")]
+    private static partial void LogNotApplied(ILogger logger, SocketError error);
+}
