@@ -81,11 +81,6 @@ public sealed class Bot
             await WaitForUnreadAsync(connection, cancellationToken);
         }
 
-        if (plan.HoldMs > 0)
-        {
-            await Task.Delay(plan.HoldMs, cancellationToken);
-        }
-
         if (!plan.Quiet)
         {
             await PrintReceivedAsync();
@@ -93,6 +88,20 @@ public sealed class Bot
 
         await output.WriteLineAsync("ready");
         await output.FlushAsync(cancellationToken);
+
+        if (plan.HoldMs > 0)
+        {
+            // Holding the connection open; if it ends meanwhile (a dead server, a kick), report that at once.
+            await Task.WhenAny(Task.Delay(plan.HoldMs, cancellationToken), connection.Closed);
+        }
+
+        if (connection.Closed.IsCompleted)
+        {
+            await stopFlood.CancelAsync();
+            await flooding;
+            await output.WriteLineAsync((await connection.Closed).ToString());
+            return 0;
+        }
 
         if (plan.Close == ClientCloseMode.ExitWithoutClose)
         {

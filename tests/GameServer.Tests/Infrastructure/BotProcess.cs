@@ -3,13 +3,17 @@ using System.Text;
 
 namespace GameServer.Tests.Infrastructure;
 
-/// <summary>The GameClient bot as a child process, for the cases where the client's process must exit or die.</summary>
+/// <summary>
+/// The GameClient bot (or the server) as a child process, for the cases where a process must exit, stop or die,
+/// or run inside a network namespace.
+/// </summary>
 public sealed class BotProcess : IDisposable
 {
     private readonly Process process;
     private readonly StringBuilder output = new();
     private readonly TaskCompletionSource ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource exited = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly List<(Func<string, bool> Match, TaskCompletionSource<string> Seen)> waiters = [];
 
     private BotProcess(Process process)
     {
@@ -32,15 +36,26 @@ public sealed class BotProcess : IDisposable
 
     public int Pid => process.Id;
 
-    public static BotProcess Start(params string[] args)
+    public static BotProcess Start(params string[] args) => StartIn(null, BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"), args);
+
+    /// <summary>Starts a built .NET program, inside the network namespace <paramref name="netns"/> when given.</summary>
+    public static BotProcess StartIn(string? netns, string dll, params string[] args)
     {
-        var info = new ProcessStartInfo(DotnetHost())
+        var info = new ProcessStartInfo(netns is null ? DotnetHost() : "ip")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        info.ArgumentList.Add(BotPath());
+        if (netns is not null)
+        {
+            foreach (var arg in new[] { "netns", "exec", netns, DotnetHost() })
+            {
+                info.ArgumentList.Add(arg);
+            }
+        }
+
+        info.ArgumentList.Add(dll);
         foreach (var arg in args)
         {
             info.ArgumentList.Add(arg);
@@ -65,6 +80,26 @@ public sealed class BotProcess : IDisposable
         return process.ExitCode;
     }
 
+    /// <summary>Waits for the first output line (past or future) that matches.</summary>
+    public Task<string> WaitForLineAsync(Func<string, bool> match, TimeSpan? timeout = null)
+    {
+        var seen = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (output)
+        {
+            var existing = output.ToString().Split('\n').Select(l => l.TrimEnd('\r')).FirstOrDefault(match);
+            if (existing is not null)
+            {
+                seen.SetResult(existing);
+            }
+            else
+            {
+                waiters.Add((match, seen));
+            }
+        }
+
+        return seen.Task.WaitAsync(timeout ?? TimeSpan.FromSeconds(60));
+    }
+
     public void Signal(int signal) => _ = Kill(process.Id, signal);
 
     public void Dispose()
@@ -87,6 +122,11 @@ public sealed class BotProcess : IDisposable
         lock (output)
         {
             output.AppendLine(line);
+            foreach (var waiter in waiters.Where(w => w.Match(line)).ToList())
+            {
+                waiter.Seen.TrySetResult(line);
+                waiters.Remove(waiter);
+            }
         }
 
         if (line == "ready")
@@ -98,7 +138,8 @@ public sealed class BotProcess : IDisposable
     private static string DotnetHost() =>
         Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } host && File.Exists(host) ? host : "dotnet";
 
-    private static string BotPath()
+    /// <summary>A program built beside the tests, e.g. (<c>GameClient</c>, <c>Bot</c>, <c>GameClient.Bot.dll</c>).</summary>
+    public static string BuiltDll(params string[] parts)
     {
         // tests/GameServer.Tests/bin/<Configuration>/net10.0/ → GameClient/Bot/bin/<Configuration>/net10.0/
         var here = new DirectoryInfo(AppContext.BaseDirectory);
@@ -114,8 +155,8 @@ public sealed class BotProcess : IDisposable
             throw new InvalidOperationException($"cannot find the repository root above {AppContext.BaseDirectory}");
         }
 
-        var path = Path.Combine(root.FullName, "GameClient", "Bot", "bin", configuration, "net10.0", "GameClient.Bot.dll");
-        return File.Exists(path) ? path : throw new FileNotFoundException("the bot is not built", path);
+        var folder = Path.Combine([root.FullName, .. parts[..^1], "bin", configuration, "net10.0", parts[^1]]);
+        return File.Exists(folder) ? folder : throw new FileNotFoundException("not built", folder);
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]

@@ -1,0 +1,191 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.RegularExpressions;
+using GameClient;
+using GameProtocol;
+using GameServer.Connection;
+using GameServer.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace GameServer.Tests;
+
+/// <summary>
+/// Case S1 and the hung client: a peer that sends nothing at all (no FIN, no RST) is found within a bounded,
+/// configured time, and the reason says how it was found.
+/// </summary>
+public partial class DeadPeerTests(ITestOutputHelper output)
+{
+    private const int IntervalMs = 200;
+    private const int Misses = 3;
+
+    // interval × (misses + 1) is the bound; the extra second is for a loaded 2-core CI machine's scheduling.
+    private static readonly TimeSpan HeartbeatBound = TimeSpan.FromMilliseconds(IntervalMs * (Misses + 1)) + TimeSpan.FromSeconds(1);
+
+    [Fact]
+    public async Task HungClient_Silent_IsClosedAsHeartbeatTimeout_WithinTheBound()
+    {
+        await using var server = await TestServer.StartAsync($"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}");
+        var client = await GameConnection.ConnectAsync(server.ClientOptions("hung"));
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+
+        var silent = Stopwatch.StartNew();
+        _ = client.CloseAsync(ClientCloseMode.Silent);
+        var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+        silent.Stop();
+
+        Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
+        Assert.InRange(silent.Elapsed, TimeSpan.FromMilliseconds(IntervalMs * (Misses - 1)), HeartbeatBound);
+        await server.AssertAllClosedAsync();
+        await client.DisposeAsync(); // hung: it reads nothing, so it has not even noticed the server's RST
+
+    }
+
+    [Fact]
+    public async Task HungClient_ProcessStoppedWithSigstop_IsClosedAsHeartbeatTimeout()
+    {
+        await using var server = await TestServer.StartAsync($"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}");
+        using var bot = BotProcess.Start("--port", server.EndPoint.Port.ToString(), "--name", "stopped", "--room", "r", "--hold-ms", "120000", "--quiet");
+        await bot.WaitReadyAsync();
+        var serverSide = server.Registry.Snapshot().Single();
+
+        var stopped = Stopwatch.StartNew();
+        bot.Signal(19); // SIGSTOP: the process is frozen, its kernel still holds the socket open
+        var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+        stopped.Stop();
+        bot.Signal(9);
+
+        Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
+        Assert.True(stopped.Elapsed <= HeartbeatBound, $"found after {stopped.Elapsed.TotalMilliseconds:0} ms");
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task TcpTimeouts_AreReallySetOnTheAcceptedSocket()
+    {
+        await using var server = await TestServer.StartAsync(
+            "--Tcp:KeepAliveTimeSeconds=11", "--Tcp:KeepAliveIntervalSeconds=4", "--Tcp:KeepAliveRetryCount=6", "--Tcp:UserTimeoutMs=12345");
+        await using var client = await GameConnection.ConnectAsync(server.ClientOptions());
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        var socket = SocketAccess.TryGetSocket(serverSide.Channel)!;
+
+        Assert.Equal(1, (int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive)!);
+        Assert.Equal(11, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime)!);
+        Assert.Equal(4, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveInterval)!);
+        Assert.Equal(6, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveRetryCount)!);
+        Assert.Equal(12345, TcpTimeoutsHandler.ReadUserTimeoutMs(socket));
+        await client.GoodbyeAsync();
+    }
+
+    [Fact]
+    public async Task DeadServer_IsFoundByTheClient_AsHeartbeatTimeout()
+    {
+        // A "server" that welcomes and then says nothing, ever: what a client sees when the server host dies.
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var accepting = Task.Run(async () =>
+        {
+            var socket = await listener.AcceptSocketAsync();
+            var wire = new Wire(socket);
+            await wire.ReceiveAsync(); // Hello
+            await wire.SendAsync(new Welcome("mute", IntervalMs, 0));
+            return wire;
+        });
+
+        var client = await GameConnection.ConnectAsync(new GameClientOptions { Port = port, HeartbeatMisses = Misses });
+        using var server = await accepting;
+        var report = await client.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(CloseReason.HeartbeatTimeout, report.Reason);
+        Assert.Contains($"heartbeat intervals of {IntervalMs} ms", report.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task S1_PulledCable_KernelUserTimeoutFiresFirst_IsTimedOut()
+    {
+        const int userTimeoutMs = 1500;
+        var (closeLine, elapsed, _) = await PullCableAsync(
+            $"--Tcp:UserTimeoutMs={userTimeoutMs}", "--Heartbeat:IntervalMs=20000", "--Heartbeat:Misses=3");
+        output.WriteLine($"user timeout {userTimeoutMs} ms: found after {elapsed.TotalMilliseconds:0} ms");
+        Assert.Contains("closed: timed_out (errno 110:", closeLine, StringComparison.Ordinal);
+
+        // TCP_USER_TIMEOUT is checked when a retransmission timer fires, so detection lands a little after it.
+        Assert.True(elapsed <= TimeSpan.FromMilliseconds(userTimeoutMs) + TimeSpan.FromSeconds(4), $"found after {elapsed.TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
+    public async Task S1_PulledCable_HeartbeatFiresFirst_IsHeartbeatTimeout_OnBothSides()
+    {
+        var (closeLine, elapsed, bot) = await PullCableAsync(
+            "--Tcp:UserTimeoutMs=60000", $"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}");
+        output.WriteLine($"heartbeat {IntervalMs} ms x {Misses}: found after {elapsed.TotalMilliseconds:0} ms");
+        Assert.Contains("closed: heartbeat_timeout", closeLine, StringComparison.Ordinal);
+        Assert.True(elapsed <= HeartbeatBound, $"found after {elapsed.TotalMilliseconds:0} ms");
+
+        // The client, behind the same pulled cable, finds the dead server by the same rule.
+        var clientLine = await bot.WaitForLineAsync(l => l.StartsWith("closed ", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+        Assert.StartsWith("closed reason=heartbeat_timeout", clientLine, StringComparison.Ordinal);
+        bot.Dispose();
+    }
+
+    [Fact]
+    public async Task S1_PulledCable_OnAnIdleConnection_KeepaliveFindsIt_IsTimedOut()
+    {
+        // Nothing is being sent (no room, heartbeat far away), so only keepalive probes can notice: 1 s idle, then
+        // 2 probes 1 s apart.
+        var (closeLine, elapsed, bot) = await PullCableAsync(
+            inRoom: false,
+            "--Tcp:KeepAliveTimeSeconds=1", "--Tcp:KeepAliveIntervalSeconds=1", "--Tcp:KeepAliveRetryCount=2",
+            "--Tcp:UserTimeoutMs=0", "--Heartbeat:IntervalMs=60000");
+        bot.Dispose();
+        output.WriteLine($"keepalive 1 s + 2 x 1 s: found after {elapsed.TotalMilliseconds:0} ms");
+        Assert.Contains("closed: timed_out (errno 110:", closeLine, StringComparison.Ordinal);
+        Assert.InRange(elapsed, TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(3) + TimeSpan.FromSeconds(3));
+    }
+
+    /// <summary>
+    /// Server and client in a private namespace; once the client plays in a room (so the server keeps sending to it),
+    /// every packet of its connection is dropped in both directions. Returns the server's close line and how long
+    /// after the cable was pulled it appeared.
+    /// </summary>
+    private static Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableAsync(params string[] serverSettings) =>
+        PullCableAsync(inRoom: true, serverSettings);
+
+    private static async Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableAsync(bool inRoom, params string[] serverSettings)
+    {
+        using var ns = NetNamespace.Create();
+        using var server = BotProcess.StartIn(
+            ns.Name,
+            BotProcess.BuiltDll("GameServer", "GameServer.dll"),
+            ["--Tcp:KeepAliveTimeSeconds=60", .. serverSettings, "--Server:Port=7777", "--Metrics:Port=0"]);
+        await server.WaitForLineAsync(l => l.Contains("Game server listening on", StringComparison.Ordinal));
+
+        string[] play = inRoom ? ["--room", "r", "--moves", "3"] : [];
+        var bot = BotProcess.StartIn(
+            ns.Name, BotProcess.BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"),
+            [.. play, "--port", "7777", "--name", "cable", "--hold-ms", "120000", "--quiet"]);
+        try
+        {
+            var welcome = await bot.WaitForLineAsync(l => l.StartsWith("welcome ", StringComparison.Ordinal));
+            var clientPort = int.Parse(LocalPort().Match(welcome).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            await bot.WaitReadyAsync();
+
+            var pulled = Stopwatch.StartNew();
+            ns.PullCable(clientPort);
+            var closeLine = await server.WaitForLineAsync(
+                l => l.Contains($"127.0.0.1:{clientPort} closed: ", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            pulled.Stop();
+            server.Signal(15);
+            await server.WaitExitAsync();
+            return (closeLine, pulled.Elapsed, bot);
+        }
+        catch
+        {
+            bot.Dispose();
+            throw;
+        }
+    }
+
+    [GeneratedRegex(@"local=[^ ]*:(\d+)")]
+    private static partial Regex LocalPort();
+}
