@@ -35,6 +35,8 @@ internal sealed class ClientHandler : ChannelHandlerAdapter
                 _ = context.WriteAndFlushAsync(new Pong(ping.Seq, ping.SentAtUnixMs));
                 break;
             case Goodbye goodbye:
+                // Nothing but the answer may follow a Goodbye, or the counts would not match.
+                StopHeartbeat(context.Channel);
                 if (!GoodbyeSent)
                 {
                     // The server leaves first: answer with our count so it can prove nothing was lost, then let it close.
@@ -51,6 +53,15 @@ internal sealed class ClientHandler : ChannelHandlerAdapter
         }
 
         incoming.Writer.TryWrite(msg);
+    }
+
+    /// <summary>Removes the heartbeat so no Ping follows a Goodbye. Call on the event loop.</summary>
+    public static void StopHeartbeat(IChannel channel)
+    {
+        if (channel.Pipeline.Get("heartbeat") is not null)
+        {
+            channel.Pipeline.Remove("heartbeat");
+        }
     }
 
     public override void ChannelInactive(IChannelHandlerContext context)

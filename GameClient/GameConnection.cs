@@ -152,6 +152,7 @@ public sealed class GameConnection : IAsyncDisposable
         await RunOnLoopAsync(() =>
         {
             state.TrySetReason(CloseReason.ClientGoodbye, 0, reason);
+            ClientHandler.StopHeartbeat(channel);
             handler.GoodbyeSent = true;
             _ = channel.WriteAndFlushAsync(new Goodbye(reason, state.FramesReceived));
         });
@@ -189,13 +190,7 @@ public sealed class GameConnection : IAsyncDisposable
                 break;
             case ClientCloseMode.Silent:
                 // A hung client: no reads, no writes (its own heartbeat stops too), the socket stays open.
-                await RunOnLoopAsync(() =>
-                {
-                    if (channel.Pipeline.Get("heartbeat") is not null)
-                    {
-                        channel.Pipeline.Remove("heartbeat");
-                    }
-                });
+                await RunOnLoopAsync(() => ClientHandler.StopHeartbeat(channel));
                 PauseReading();
                 return await Closed;
             case ClientCloseMode.ExitWithoutClose:

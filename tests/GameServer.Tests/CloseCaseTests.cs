@@ -91,11 +91,22 @@ public class CloseCaseTests
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
         var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
 
-        // The server stops reading this connection (as it would under inbound backpressure), so it cannot see the
-        // FIN; a paced stream keeps it writing.
-        serverSide.Channel.Configuration.AutoRead = false;
         await wire.SendAsync(new StreamRequest(1000, 16, 150));
-        Assert.IsType<StreamItem>(await wire.ReceiveAsync());
+        await ReceiveAsync<StreamItem>(wire);
+
+        // The server stops reading this connection (as it would under inbound backpressure), so it cannot see the
+        // FIN while the paced stream keeps it writing. DotNetty keeps one receive posted even with AutoRead off, so
+        // one more frame (answered, so we know it was read) uses it up first.
+        var paused = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        serverSide.Channel.EventLoop.Execute(() =>
+        {
+            serverSide.Channel.Configuration.AutoRead = false;
+            paused.SetResult();
+        });
+        await paused.Task;
+        await wire.SendAsync(new Ping(777, 0));
+        await ReceiveAsync<Pong>(wire, p => p.Seq == 777);
+        await ReceiveAsync<StreamItem>(wire);
 
         // Close normally right after an item: the next item (first write after our FIN) draws an RST, the one
         // after it fails with EPIPE.
@@ -294,6 +305,20 @@ public class CloseCaseTests
         Assert.Equal(CloseReason.LocalClose, closed.Reason);
         Assert.Equal(2, closed.PeerFramesReceived); // the client's answer counted Welcome and Goodbye
         await server.AssertAllClosedAsync();
+    }
+
+    /// <summary>Reads until a message of type <typeparamref name="T"/> arrives, skipping others (heartbeat Pings, items).</summary>
+    private static async Task<T> ReceiveAsync<T>(Wire wire, Func<T, bool>? match = null)
+        where T : class, IMessage
+    {
+        while (true)
+        {
+            var message = await wire.ReceiveAsync() ?? throw new EndOfStreamException($"end of stream before a {typeof(T).Name}");
+            if (message is T wanted && (match is null || match(wanted)))
+            {
+                return wanted;
+            }
+        }
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
