@@ -133,9 +133,6 @@ public sealed class GameConnection : IAsyncDisposable
         return new GameConnection(channel, handler, options);
     }
 
-    /// <summary>The round trips this connection's heartbeat measured, for callers that report them.</summary>
-    public ConnectionMetrics Metrics { get; } = ConnectionMetrics.None;
-
     public Task SendAsync(IMessage message) => channel.WriteAndFlushAsync(message);
 
     /// <summary>Queues a message without flushing (batch several, then <see cref="Flush"/>).</summary>
@@ -233,7 +230,7 @@ public sealed class GameConnection : IAsyncDisposable
         var heartbeat = new HeartbeatOptions { IntervalMs = Welcome.HeartbeatIntervalMs, Misses = options.HeartbeatMisses };
         var time = TimeProvider.System;
         channel.Pipeline.AddBefore("client", "idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
-        channel.Pipeline.AddBefore("client", "heartbeat", new HeartbeatHandler(heartbeat, GameConnectionProtocol.Instance, time, Metrics));
+        channel.Pipeline.AddBefore("client", "heartbeat", new HeartbeatHandler(heartbeat, GameConnectionProtocol.Instance, time, ConnectionMetrics.None));
     }
 
     private async Task CloseWithUnreadAsync()

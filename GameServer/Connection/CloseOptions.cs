@@ -1,5 +1,3 @@
-using System.ComponentModel.DataAnnotations;
-
 namespace GameServer.Connection;
 
 /// <summary>How connections are closed. Bound from the <c>Server</c> section.</summary>
@@ -9,6 +7,5 @@ public sealed class CloseOptions
     /// How long a graceful close keeps reading (and discarding) after shutting down its write side, waiting for the
     /// peer's FIN. Closing earlier with unread data turns the FIN into an RST that can overtake data in flight.
     /// </summary>
-    [Range(1, 600_000)]
     public int DrainTimeoutMs { get; set; } = 5000;
 }

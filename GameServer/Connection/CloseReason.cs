@@ -82,11 +82,6 @@ public static class CloseReasons
     /// </summary>
     public static bool IsServerFault(this CloseReason reason) => reason == CloseReason.InternalError;
 
-    /// <summary>Reasons that end with a drained, graceful close rather than an abort.</summary>
-    public static bool IsGraceful(this CloseReason reason) => reason is CloseReason.ClientGoodbye
-        or CloseReason.ServerShutdown or CloseReason.LocalClose or CloseReason.ProtocolError
-        or CloseReason.HandshakeTimeout or CloseReason.ServerFull or CloseReason.RateLimited;
-
     /// <summary>
     /// Maps a socket error to a reason. Linux sets ECONNRESET when an RST arrives on an established connection and
     /// EPIPE when it arrives after the peer's FIN (CLOSE_WAIT) or after our own shutdown, so ECONNRESET means the

@@ -72,11 +72,7 @@ public sealed partial class RoomManager : BackgroundService
                 var now = time.GetUtcNow().ToUnixTimeMilliseconds();
                 foreach (var room in rooms.Values)
                 {
-                    var skipped = room.Tick(now, PooledByteBufferAllocator.Default);
-                    for (var i = 0; i < skipped; i++)
-                    {
-                        metrics.UpdateCoalesced();
-                    }
+                    metrics.UpdatesCoalesced(room.Tick(now, PooledByteBufferAllocator.Default));
                 }
             }
         }

@@ -23,5 +23,11 @@ public sealed class GameServerMetrics
 
     public ConnectionMetrics Connections { get; }
 
-    public void UpdateCoalesced() => coalescedUpdates.Add(1);
+    public void UpdatesCoalesced(int count)
+    {
+        if (count > 0)
+        {
+            coalescedUpdates.Add(count);
+        }
+    }
 }
