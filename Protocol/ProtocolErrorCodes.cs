@@ -14,4 +14,6 @@ public static class ProtocolErrorCodes
     public const string InvalidArgument = "invalid_argument";
     public const string HandshakeTimeout = "handshake_timeout";
     public const string ServerFull = "server_full";
+    public const string RateLimited = "rate_limited";
+    public const string UnexpectedPong = "unexpected_pong";
 }

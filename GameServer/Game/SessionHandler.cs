@@ -118,8 +118,9 @@ public sealed class SessionHandler : ChannelHandlerAdapter
             case Ping ping:
                 _ = context.WriteAndFlushAsync(new Pong(ping.Seq, ping.SentAtUnixMs));
                 break;
-            case Pong:
-                break; // the heartbeat's round trip is measured by the heartbeat handler
+            case Pong pong:
+                // Pongs that answer the server's Pings are consumed by the heartbeat handler below.
+                throw new ProtocolViolationException(ProtocolErrorCodes.UnexpectedPong, $"Pong {pong.Seq} answers no Ping of ours");
             case Echo echo:
                 _ = context.WriteAndFlushAsync(echo);
                 break;

@@ -51,6 +51,7 @@ public static class GameServerApp
         AddOptions<MetricsOptions>(builder, MetricsOptions.Section);
         AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section, o => o.Validate());
         AddOptions<TcpTimeoutOptions>(builder, TcpTimeoutOptions.Section, o => o.Validate());
+        AddOptions<LimitsOptions>(builder, LimitsOptions.Section, o => o.Validate());
 
         builder.Services.AddSingleton<GameServerMetrics>();
         builder.Services.AddSingleton<ConnectionRegistry>();

@@ -30,6 +30,8 @@ public sealed partial class GameServerHost : IHostedService
     private readonly MessageCodec codec = new();
     private readonly FramePrepender prepender;
     private readonly TcpTimeoutsHandler tcpTimeouts;
+    private readonly LimitsOptions limits;
+    private readonly ConnectionLimitHandler connectionLimit;
     private readonly HeartbeatOptions heartbeat;
     private readonly TimeProvider time;
     private MultithreadEventLoopGroup? acceptGroup;
@@ -41,12 +43,15 @@ public sealed partial class GameServerHost : IHostedService
         GameServices services,
         IOptions<TcpTimeoutOptions> tcpOptions,
         IOptions<HeartbeatOptions> heartbeat,
+        IOptions<LimitsOptions> limits,
         GameServerMetrics metrics,
         ConnectionRegistry registry,
         TimeProvider time,
         ILoggerFactory loggerFactory)
     {
         this.heartbeat = heartbeat.Value;
+        this.limits = limits.Value;
+        connectionLimit = new ConnectionLimitHandler(this.limits.MaxConnections, GameConnectionProtocol.Instance);
         this.time = time;
         this.options = options.Value;
         this.services = services;
@@ -79,6 +84,8 @@ public sealed partial class GameServerHost : IHostedService
             .Option(ChannelOption.SoBacklog, options.Backlog)
             .Option(ChannelOption.SoReuseaddr, true)
             .ChildOption(ChannelOption.TcpNodelay, true)
+            .ChildOption(ChannelOption.WriteBufferHighWaterMark, options.WriteBufferHighWaterMark)
+            .ChildOption(ChannelOption.WriteBufferLowWaterMark, options.WriteBufferLowWaterMark)
             .ChildHandler(new ActionChannelInitializer<IChannel>(InitChannel));
 
         try
@@ -132,9 +139,12 @@ public sealed partial class GameServerHost : IHostedService
     {
         channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes, metrics.Connections));
         channel.Pipeline.AddLast("frame-prepender", prepender);
+        channel.Pipeline.AddLast("rate-limit", new RateLimitHandler(limits, GameConnectionProtocol.Instance, time));
         channel.Pipeline.AddLast("message-codec", codec);
         // The classifier sits right above the codec so that every write, heartbeat Pings included, passes it.
         channel.Pipeline.AddLast("close-classifier", classifier);
+        channel.Pipeline.AddLast("connection-limit", connectionLimit);
+        channel.Pipeline.AddLast("slow-consumer", new SlowConsumerHandler(TimeSpan.FromMilliseconds(options.SlowConsumerTimeoutMs), time));
         channel.Pipeline.AddLast("tcp-timeouts", tcpTimeouts);
         channel.Pipeline.AddLast("idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
         channel.Pipeline.AddLast("session", new SessionHandler(services));

@@ -33,8 +33,22 @@ public sealed class ServerOptions : IValidatedOptions
     /// <summary>How long host shutdown waits for every client to finish the Goodbye handshake before aborting the rest.</summary>
     public int ShutdownTimeoutMs { get; set; } = 10000;
 
+    /// <summary>Outbound bytes queued for one peer above which it counts as not writable (producers back off).</summary>
+    public int WriteBufferHighWaterMark { get; set; } = 64 * 1024;
+
+    /// <summary>Outbound bytes below which a not-writable peer becomes writable again.</summary>
+    public int WriteBufferLowWaterMark { get; set; } = 32 * 1024;
+
+    /// <summary>A peer that stays not writable this long is not reading: it is aborted as slow_consumer.</summary>
+    public int SlowConsumerTimeoutMs { get; set; } = 10000;
+
     public IEnumerable<string> Validate()
     {
+        if (WriteBufferLowWaterMark > WriteBufferHighWaterMark)
+        {
+            yield return OptionErrors.Invalid(Section, nameof(WriteBufferLowWaterMark), WriteBufferLowWaterMark, $"at most Server:WriteBufferHighWaterMark ({WriteBufferHighWaterMark})");
+        }
+
         if (!IPAddress.TryParse(Address, out _))
         {
             yield return OptionErrors.Invalid(Section, nameof(Address), Address, "an IPv4 or IPv6 address");
@@ -51,7 +65,10 @@ public sealed class ServerOptions : IValidatedOptions
             .Concat(OptionErrors.Range(Section, nameof(MaxFrameBytes), MaxFrameBytes, 64, 16 * 1024 * 1024))
             .Concat(OptionErrors.Range(Section, nameof(HandshakeTimeoutMs), HandshakeTimeoutMs, 1, 600_000))
             .Concat(OptionErrors.Range(Section, nameof(DrainTimeoutMs), DrainTimeoutMs, 1, 600_000))
-            .Concat(OptionErrors.Range(Section, nameof(ShutdownTimeoutMs), ShutdownTimeoutMs, 1, 600_000)))
+            .Concat(OptionErrors.Range(Section, nameof(ShutdownTimeoutMs), ShutdownTimeoutMs, 1, 600_000))
+            .Concat(OptionErrors.Range(Section, nameof(WriteBufferHighWaterMark), WriteBufferHighWaterMark, 1024, 64 * 1024 * 1024))
+            .Concat(OptionErrors.Range(Section, nameof(WriteBufferLowWaterMark), WriteBufferLowWaterMark, 512, 64 * 1024 * 1024))
+            .Concat(OptionErrors.Range(Section, nameof(SlowConsumerTimeoutMs), SlowConsumerTimeoutMs, 1, 600_000)))
         {
             yield return error;
         }

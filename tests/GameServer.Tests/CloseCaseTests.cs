@@ -15,10 +15,14 @@ public class CloseCaseTests
 {
     private static readonly TimeSpan CaseTimeout = TimeSpan.FromSeconds(30);
 
+    // The flooding cases are about how a connection ends, not about the flood limits (LimitTests covers those).
+    private static readonly string[] NoRateLimit =
+        ["--Limits:FramesPerSecond=10000000", "--Limits:FrameBurst=10000000", "--Limits:BytesPerSecond=2000000000", "--Limits:ByteBurst=2000000000"];
+
     [Fact]
     public async Task S2_ClientSendsManyFramesThenFin_EveryFrameIsProcessed_PeerClosed()
     {
-        await using var server = await TestServer.StartAsync();
+        await using var server = await TestServer.StartAsync(NoRateLimit);
         var client = await GameConnection.ConnectAsync(server.ClientOptions("s2"));
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
         for (var i = 1; i <= 10_000; i++)
@@ -46,7 +50,7 @@ public class CloseCaseTests
     [Fact]
     public async Task S3_ClientProcessExitsWithoutClosing_WhileServerStreams_IsPeerReset()
     {
-        await using var server = await TestServer.StartAsync();
+        await using var server = await TestServer.StartAsync(NoRateLimit);
         using var bot = BotProcess.Start(
             "--port", server.EndPoint.Port.ToString(), "--name", "s3", "--stream", "1000000", "--stream-payload", "1024",
             "--wait-stream-items", "10", "--stop-reading", "--close", "exit-without-close", "--quiet");
@@ -63,7 +67,7 @@ public class CloseCaseTests
     [Fact]
     public async Task S4_KilledClient_WhileSendingAndBeingSentTo_IsClassifiedAsPeerReset()
     {
-        await using var server = await TestServer.StartAsync();
+        await using var server = await TestServer.StartAsync(NoRateLimit);
         using var bot = BotProcess.Start(
             "--port", server.EndPoint.Port.ToString(), "--name", "s4", "--stream", "1000000", "--stream-payload", "1024",
             "--wait-stream-items", "10", "--flood", "--stop-reading", "--close", "silent", "--quiet");
@@ -178,7 +182,7 @@ public class CloseCaseTests
     [Fact]
     public async Task C3_ServerShutsDownWhileClientFloods_ClientReadsGoodbyeThenEof_NeverAReset()
     {
-        var server = await TestServer.StartAsync();
+        var server = await TestServer.StartAsync(NoRateLimit);
         await using var client = await GameConnection.ConnectAsync(server.ClientOptions("c3"));
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
         using var stop = new CancellationTokenSource();

@@ -131,4 +131,17 @@ public class ProtocolTests
         var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(payload.ToArray()));
         Assert.Equal(ProtocolErrorCodes.BadMessage, ex.Code);
     }
+
+    [Theory]
+    [InlineData(new byte[] { 0x92, 0x07, 0x93, 0x01, 0x01, 0xdd, 0xff, 0xff, 0xff, 0xff })] // players: 4 billion entries
+    [InlineData(new byte[] { 0x92, 0x04, 0x92, 0x01, 0xc6, 0xff, 0xff, 0xff, 0xff })] // bin of 4 GB
+    [InlineData(new byte[] { 0x92, 0x05, 0x91, 0xdb, 0x7f, 0xff, 0xff, 0xff })] // str of 2 GB
+    [InlineData(new byte[] { 0x92, 0x05, 0x91, 0xdf, 0xff, 0xff, 0xff, 0xff })] // a map claiming 4 billion pairs
+    public void HugeDeclaredLengths_AreBadMessages_WithoutAllocatingThem(byte[] payload)
+    {
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        var ex = Assert.Throws<ProtocolViolationException>(() => ProtocolSerializer.Deserialize(payload));
+        Assert.Equal(ProtocolErrorCodes.BadMessage, ex.Code);
+        Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < 1_000_000, "a declared length must not be allocated");
+    }
 }
