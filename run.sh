@@ -54,7 +54,14 @@ run_tests() {
   local status=0
   dotnet test GameServer.sln -c "$CONFIG" --no-build --nologo \
     --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" \
-    --blame-hang-timeout 10m "$@" || status=$?
+    --blame-hang-timeout 5m "$@" || status=$?
+  # A hang is killed by the blame collector; name the test that was running so CI shows it.
+  local seq
+  for seq in "$results"/*/Sequence_*.xml; do
+    [ -e "$seq" ] || continue
+    echo "hang or crash: the tests running last were:" >&2
+    grep -o 'Name="[^"]*"' "$seq" | tail -n 3 >&2
+  done
   # dotnet test prints no plain count line; sum the TRX counters of every test project.
   local passed=0 failed=0 skipped=0 total=0 f counters
   for f in "$results"/*.trx; do

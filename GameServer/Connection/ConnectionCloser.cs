@@ -114,4 +114,20 @@ public static class ConnectionCloser
             channel.EventLoop.Execute(action);
         }
     }
+
+    /// <summary>
+    /// Hands work from a timer thread to an event loop. A timer can fire while the loop is shutting down; the
+    /// rejected task then has nothing left to do, and the exception must not reach the timer thread, where it would
+    /// end the process.
+    /// </summary>
+    public static void TryExecute(DotNetty.Common.Concurrency.IEventExecutor executor, Action<object?> action, object? state)
+    {
+        try
+        {
+            executor.Execute(action, state);
+        }
+        catch (DotNetty.Common.Concurrency.RejectedExecutionException)
+        {
+        }
+    }
 }

@@ -89,7 +89,13 @@ public sealed class HeartbeatHandler : ChannelDuplexHandler
         timer = null;
     }
 
-    private void OnTick() => handlerContext?.Executor.Execute(static s => ((HeartbeatHandler)s!).SendPing(), this);
+    private void OnTick()
+    {
+        if (handlerContext is { } context)
+        {
+            ConnectionCloser.TryExecute(context.Executor, static s => ((HeartbeatHandler)s!).SendPing(), this);
+        }
+    }
 
     private void SendPing()
     {

@@ -120,7 +120,7 @@ public sealed class IdleStateTimer : ChannelDuplexHandler
         }
 
         // Timer callbacks run on a pool thread; the pipeline is only touched on the event loop.
-        context.Executor.Execute(static s => ((IdleStateTimer)s!).Check(), this);
+        ConnectionCloser.TryExecute(context.Executor, static s => ((IdleStateTimer)s!).Check(), this);
     }
 
     private void Check()

@@ -33,7 +33,8 @@ public sealed class SlowConsumerHandler : ChannelHandlerAdapter
                 static s =>
                 {
                     var ctx = (IChannelHandlerContext)s!;
-                    ctx.Executor.Execute(static c => ((SlowConsumerHandler)((IChannelHandlerContext)c!).Handler).OnTimeout((IChannelHandlerContext)c!), ctx);
+                    ConnectionCloser.TryExecute(
+                        ctx.Executor, static c => ((SlowConsumerHandler)((IChannelHandlerContext)c!).Handler).OnTimeout((IChannelHandlerContext)c!), ctx);
                 },
                 context,
                 timeout,

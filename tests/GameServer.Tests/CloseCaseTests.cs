@@ -35,7 +35,7 @@ public class CloseCaseTests
         }
 
         client.Flush();
-        await client.CloseAsync(ClientCloseMode.Fin);
+        await client.CloseAsync(ClientCloseMode.Fin).WaitAsync(CaseTimeout);
 
         var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerClosed, closed.Reason);
@@ -208,13 +208,13 @@ public class CloseCaseTests
         await server.StopAsync();
         var report = await client.Closed.WaitAsync(CaseTimeout);
         await stop.CancelAsync();
-        await flood;
+        await flood.WaitAsync(CaseTimeout);
 
         Assert.NotNull(report.ServerGoodbye);
         Assert.Equal("server_shutdown", report.ServerGoodbye!.Reason);
         Assert.Equal(CloseReason.PeerClosed, report.Reason); // EOF after the Goodbye, not 104
         Assert.Equal(0, report.Errno);
-        var serverClosed = await serverSide.Closed;
+        var serverClosed = await serverSide.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.ServerShutdown, serverClosed.Reason);
         Assert.Equal(serverClosed.FramesSent, report.FramesReceived); // nothing the server sent was lost
         await server.DisposeAsync();
@@ -226,7 +226,7 @@ public class CloseCaseTests
         await using var server = await TestServer.StartAsync();
         var client = await GameConnection.ConnectRawAsync(server.ClientOptions());
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
-        await client.CloseAsync(ClientCloseMode.Abort);
+        await client.CloseAsync(ClientCloseMode.Abort).WaitAsync(CaseTimeout);
 
         var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerReset, closed.Reason);
@@ -267,7 +267,7 @@ public class CloseCaseTests
         }
 
         var goodbye = await client.GoodbyeAsync("quit");
-        var report = await client.Closed;
+        var report = await client.Closed.WaitAsync(CaseTimeout);
         var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
 
         Assert.Equal(client.FramesSent, goodbye.FramesReceived);
@@ -289,7 +289,7 @@ public class CloseCaseTests
         var report = await client.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerReset, report.Reason);
         Assert.Equal(104, report.Errno);
-        Assert.Equal(CloseReason.Kicked, (await serverSide.Closed).Reason);
+        Assert.Equal(CloseReason.Kicked, (await serverSide.Closed.WaitAsync(CaseTimeout)).Reason);
         await server.AssertAllClosedAsync();
     }
 
@@ -305,7 +305,7 @@ public class CloseCaseTests
         var report = await client.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerClosed, report.Reason);
         Assert.Equal("kicked_gracefully", report.ServerGoodbye?.Reason);
-        var closed = await serverSide.Closed;
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.LocalClose, closed.Reason);
         Assert.Equal(2, closed.PeerFramesReceived); // the client's answer counted Welcome and Goodbye
         await server.AssertAllClosedAsync();

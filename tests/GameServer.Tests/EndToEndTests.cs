@@ -55,7 +55,7 @@ public class EndToEndTests
 
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
         var goodbye = await client.GoodbyeAsync("done");
-        var report = await client.Closed;
+        var report = await client.Closed.WaitAsync(TimeSpan.FromSeconds(30));
 
         // Each side proves nothing was lost: the server received every frame we sent, Goodbye included.
         Assert.Equal(client.FramesSent, goodbye.FramesReceived);

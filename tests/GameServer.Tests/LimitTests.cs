@@ -1,0 +1,188 @@
+using System.Diagnostics;
+using GameClient;
+using GameProtocol;
+using GameServer.Connection;
+using GameServer.Tests.Infrastructure;
+
+namespace GameServer.Tests;
+
+/// <summary>Floods, storms and slow readers end only the offender, with their own reason, and memory stays bounded.</summary>
+public class LimitTests
+{
+    private static readonly TimeSpan CaseTimeout = TimeSpan.FromSeconds(60);
+
+    [Fact]
+    public async Task FrameFlood_IsRateLimited_WithAnErrorFrame()
+    {
+        await using var server = await TestServer.StartAsync("--Limits:FramesPerSecond=50", "--Limits:FrameBurst=100");
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "flood", null));
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        var flood = Enumerable.Range(0, 1000).SelectMany(i => Wire.Frame(new Move(i, 1, 1))).ToArray();
+        await wire.SendRawAsync(flood);
+
+        var messages = await wire.ReceiveUntilEndAsync();
+        var error = Assert.IsType<Error>(messages[^1]);
+        Assert.Equal(ProtocolErrorCodes.RateLimited, error.Code);
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.RateLimited, closed.Reason);
+        Assert.Contains("more than 50 frames/s (burst 100)", closed.Detail, StringComparison.Ordinal);
+        await server.AssertAllClosedAsync();
+        var ended = server.Logs.Entries.Single(e => e.EventId.Id == 3005); // logged before the registry lets go
+        Assert.Contains("100 messages handled", ended.Message, StringComparison.Ordinal); // Hello + 99 Moves, no more
+    }
+
+    [Fact]
+    public async Task ByteFlood_IsRateLimited()
+    {
+        await using var server = await TestServer.StartAsync("--Limits:BytesPerSecond=10000", "--Limits:ByteBurst=20000");
+        await using var client = await GameConnection.ConnectAsync(server.ClientOptions("bytes"));
+        var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
+        for (var i = 0; i < 10; i++)
+        {
+            _ = client.WriteAsync(new Echo(i, new byte[4000]));
+        }
+
+        client.Flush();
+        var report = await client.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(ProtocolErrorCodes.RateLimited, report.ServerError?.Code);
+        Assert.Equal(CloseReason.RateLimited, (await serverSide.Closed.WaitAsync(CaseTimeout)).Reason);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task ConnectionStorm_BeyondMaxConnections_GetsServerFull_OthersUnaffected()
+    {
+        await using var server = await TestServer.StartAsync("--Limits:MaxConnections=3");
+        var players = new List<GameConnection>();
+        for (var i = 0; i < 3; i++)
+        {
+            players.Add(await GameConnection.ConnectAsync(server.ClientOptions($"p{i}")));
+        }
+
+        var refused = new List<Task<List<IMessage>>>();
+        var wires = new List<Wire>();
+        for (var i = 0; i < 20; i++)
+        {
+            var wire = await Wire.ConnectAsync(server.EndPoint);
+            wires.Add(wire);
+            refused.Add(wire.ReceiveUntilEndAsync());
+        }
+
+        var stopwatch = Stopwatch.StartNew();
+        foreach (var answer in await Task.WhenAll(refused))
+        {
+            Assert.Equal(ProtocolErrorCodes.ServerFull, Assert.IsType<Error>(Assert.Single(answer)).Code);
+        }
+
+        Assert.True(stopwatch.Elapsed < TimeSpan.FromSeconds(10), "refused quickly, not at a timeout");
+        int ServerFullCloses() => server.Logs.Entries.Count(e => e.EventId.Id == 1001 && e.Message.Contains("closed: server_full", StringComparison.Ordinal));
+        for (var i = 0; i < 500 && ServerFullCloses() < 20; i++)
+        {
+            await Task.Delay(10); // the close line follows the client's EOF by a moment
+        }
+
+        Assert.Equal(20, ServerFullCloses());
+
+        foreach (var player in players)
+        {
+            await player.SendAsync(new Echo(1, [1]));
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
+            while (await player.Incoming.ReadAsync(timeout.Token) is not Echo)
+            {
+            }
+
+            await player.GoodbyeAsync();
+        }
+
+        wires.ForEach(w => w.Dispose());
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task PongForAPingNeverSent_IsAProtocolError()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "pong", null));
+        await wire.SendAsync(new Pong(12345, 0));
+        var messages = await wire.ReceiveUntilEndAsync();
+        Assert.Equal(ProtocolErrorCodes.UnexpectedPong, Assert.IsType<Error>(messages[^1]).Code);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task SlowReaders_100InBusyRooms_AreClosedAsSlowConsumer_MemoryBounded_OthersOnTime()
+    {
+        await using var server = await TestServer.StartAsync(
+            "--Game:TickRateHz=50", "--Server:SlowConsumerTimeoutMs=1500", "--Server:ShutdownTimeoutMs=2000");
+        var healthy = new List<GameConnection>();
+        for (var i = 0; i < 5; i++)
+        {
+            var player = await GameConnection.ConnectAsync(server.ClientOptions($"ok{i}"));
+            await player.SendAsync(new JoinRoom($"room{i}"));
+            healthy.Add(player);
+        }
+
+        // 100 readers that never read, in the same busy rooms, each asking for far more than memory could hold
+        // (1,000,000 × 1 KB per reader): only backpressure keeps the server's memory bounded.
+        var slow = new List<GameConnection>();
+        var slowSides = new List<ConnectionState>();
+        for (var i = 0; i < 100; i++)
+        {
+            var reader = await GameConnection.ConnectAsync(server.ClientOptions($"slow{i}"));
+            slowSides.Add(await server.ServerSideOfAsync(reader.LocalEndPoint));
+            reader.PauseReading();
+            await reader.SendAsync(new JoinRoom($"room{i % 5}"));
+            await reader.SendAsync(new StreamRequest(1_000_000, 1000, 0));
+            slow.Add(reader);
+        }
+
+        // Healthy players keep getting StateUpdates on time while the slow ones fill up and are cut off.
+        var gaps = healthy.Select(MaxUpdateGapAsync).ToList();
+        var closes = await Task.WhenAll(slowSides.Select(s => s.Closed.WaitAsync(CaseTimeout)));
+        Assert.All(closes, c => Assert.Equal(CloseReason.SlowConsumer, c.Reason));
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        var managed = GC.GetTotalMemory(forceFullCollection: true);
+        Assert.True(managed < 512L * 1024 * 1024, $"managed heap {managed / (1024 * 1024)} MB after 100 slow readers");
+
+        foreach (var gap in await Task.WhenAll(gaps))
+        {
+            Assert.True(gap < TimeSpan.FromSeconds(1), $"a healthy player waited {gap.TotalMilliseconds:0} ms for a StateUpdate");
+        }
+
+        foreach (var player in healthy)
+        {
+            await player.GoodbyeAsync();
+        }
+
+        foreach (var reader in slow)
+        {
+            await reader.DisposeAsync();
+        }
+
+        await server.AssertAllClosedAsync();
+    }
+
+    private static async Task<TimeSpan> MaxUpdateGapAsync(GameConnection player)
+    {
+        var max = TimeSpan.Zero;
+        var last = Stopwatch.GetTimestamp();
+        var until = Stopwatch.GetTimestamp() + (Stopwatch.Frequency * 4);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            if (await player.Incoming.ReadAsync(timeout.Token) is StateUpdate)
+            {
+                var gap = Stopwatch.GetElapsedTime(last);
+                max = gap > max ? gap : max;
+                last = Stopwatch.GetTimestamp();
+            }
+        }
+
+        return max;
+    }
+}
