@@ -14,7 +14,8 @@ public class LimitTests
     [Fact]
     public async Task FrameFlood_IsRateLimited_WithAnErrorFrame()
     {
-        await using var server = await TestServer.StartAsync("--Limits:FramesPerSecond=50", "--Limits:FrameBurst=100");
+        var metricsPort = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync("--Limits:FramesPerSecond=50", "--Limits:FrameBurst=100", $"--Metrics:Port={metricsPort}");
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendAsync(new Hello(1, "flood", null));
         var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
@@ -29,7 +30,10 @@ public class LimitTests
         Assert.Contains("more than 50 frames/s (burst 100)", closed.Detail, StringComparison.Ordinal);
         await server.AssertAllClosedAsync();
         var ended = server.Logs.Entries.Single(e => e.EventId.Id == 3005); // logged before the registry lets go
-        Assert.Contains("100 messages handled", ended.Message, StringComparison.Ordinal); // Hello + 99 Moves, no more
+        // The burst (100) plus what refilled at 50/s while the flood was read; far from the 1001 frames sent.
+        var handled = int.Parse(System.Text.RegularExpressions.Regex.Match(ended.Message, @"ended: (\d+) messages").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(handled, 100, 110);
+        await AssertClosedMetricAsync(metricsPort, "rate_limited");
     }
 
     [Fact]
@@ -53,7 +57,8 @@ public class LimitTests
     [Fact]
     public async Task ConnectionStorm_BeyondMaxConnections_GetsServerFull_OthersUnaffected()
     {
-        await using var server = await TestServer.StartAsync("--Limits:MaxConnections=3");
+        var metricsPort = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync("--Limits:MaxConnections=3", $"--Metrics:Port={metricsPort}");
         var players = new List<GameConnection>();
         for (var i = 0; i < 3; i++)
         {
@@ -83,6 +88,7 @@ public class LimitTests
         }
 
         Assert.Equal(20, ServerFullCloses());
+        await AssertClosedMetricAsync(metricsPort, "server_full");
 
         foreach (var player in players)
         {
@@ -165,6 +171,21 @@ public class LimitTests
         }
 
         await server.AssertAllClosedAsync();
+    }
+
+    /// <summary>The close reason shows on the Prometheus endpoint as its own series.</summary>
+    private static async Task AssertClosedMetricAsync(int port, string reason)
+    {
+        using var http = new HttpClient();
+        var pattern = new System.Text.RegularExpressions.Regex($"gameserver_connections_closed_total\\{{[^}}]*reason=\"{reason}\"[^}}]*\\}} [1-9]");
+        var text = string.Empty;
+        for (var i = 0; i < 50 && !pattern.IsMatch(text); i++)
+        {
+            text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+            await Task.Delay(100);
+        }
+
+        Assert.Matches(pattern, text);
     }
 
     private static async Task<TimeSpan> MaxUpdateGapAsync(GameConnection player)
