@@ -10,6 +10,9 @@ namespace GameServer.Connection;
 public sealed class ConnectionLimitHandler : ChannelHandlerAdapter
 {
     private static readonly object Admitted = new();
+    private static readonly DotNetty.Common.Utilities.AttributeKey<object> AdmittedKey =
+        DotNetty.Common.Utilities.AttributeKey<object>.ValueOf("gameserver.admitted");
+
     private readonly int maxConnections;
     private readonly IConnectionProtocol protocol;
     private int open;
@@ -59,7 +62,4 @@ public sealed class ConnectionLimitHandler : ChannelHandlerAdapter
 
         context.FireChannelRead(message);
     }
-
-    private static readonly DotNetty.Common.Utilities.AttributeKey<object> AdmittedKey =
-        DotNetty.Common.Utilities.AttributeKey<object>.ValueOf("gameserver.admitted");
 }

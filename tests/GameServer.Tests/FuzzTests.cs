@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using DotNetty.Buffers;
 using DotNetty.Transport.Channels.Embedded;
 using GameClient;
@@ -105,7 +104,7 @@ public class FuzzTests
         await using var server = await TestServer.StartAsync("--Game:TickRateHz=20");
         await using var player = await GameConnection.ConnectAsync(server.ClientOptions("steady"));
         await player.SendAsync(new JoinRoom("lobby"));
-        var watching = MaxUpdateGapAsync(player, TimeSpan.FromSeconds(6));
+        var watching = UpdateWatch.MaxGapAsync(player, TimeSpan.FromSeconds(6));
 
         var random = new Random(Seed);
         var fuzzed = new List<Task<ConnectionClosedEvent>>();
@@ -150,24 +149,5 @@ public class FuzzTests
         }
 
         return await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
-    }
-
-    private static async Task<TimeSpan> MaxUpdateGapAsync(GameConnection player, TimeSpan watch)
-    {
-        var max = TimeSpan.Zero;
-        var last = Stopwatch.GetTimestamp();
-        var until = Stopwatch.GetTimestamp() + (long)(Stopwatch.Frequency * watch.TotalSeconds);
-        using var timeout = new CancellationTokenSource(watch + TimeSpan.FromSeconds(30));
-        while (Stopwatch.GetTimestamp() < until)
-        {
-            if (await player.Incoming.ReadAsync(timeout.Token) is StateUpdate)
-            {
-                var gap = Stopwatch.GetElapsedTime(last);
-                max = gap > max ? gap : max;
-                last = Stopwatch.GetTimestamp();
-            }
-        }
-
-        return max;
     }
 }

@@ -145,7 +145,7 @@ public class LimitTests
         }
 
         // Healthy players keep getting StateUpdates on time while the slow ones fill up and are cut off.
-        var gaps = healthy.Select(MaxUpdateGapAsync).ToList();
+        var gaps = healthy.Select(p => UpdateWatch.MaxGapAsync(p, TimeSpan.FromSeconds(4))).ToList();
         var closes = await Task.WhenAll(slowSides.Select(s => s.Closed.WaitAsync(CaseTimeout)));
         Assert.All(closes, c => Assert.Equal(CloseReason.SlowConsumer, c.Reason));
 
@@ -186,24 +186,5 @@ public class LimitTests
         }
 
         Assert.Matches(pattern, text);
-    }
-
-    private static async Task<TimeSpan> MaxUpdateGapAsync(GameConnection player)
-    {
-        var max = TimeSpan.Zero;
-        var last = Stopwatch.GetTimestamp();
-        var until = Stopwatch.GetTimestamp() + (Stopwatch.Frequency * 4);
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (Stopwatch.GetTimestamp() < until)
-        {
-            if (await player.Incoming.ReadAsync(timeout.Token) is StateUpdate)
-            {
-                var gap = Stopwatch.GetElapsedTime(last);
-                max = gap > max ? gap : max;
-                last = Stopwatch.GetTimestamp();
-            }
-        }
-
-        return max;
     }
 }
