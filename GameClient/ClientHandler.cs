@@ -26,18 +26,21 @@ internal sealed class ClientHandler : ChannelHandlerAdapter
     /// <summary>True once this side has sent its Goodbye; the server's Goodbye then answers it.</summary>
     public bool GoodbyeSent { get; set; }
 
+    /// <summary>True once this side has shut down its write side: nothing more may be written (not even a Pong).</summary>
+    public bool OutputShutdown { get; set; }
+
     public override void ChannelRead(IChannelHandlerContext context, object message)
     {
         var msg = (IMessage)message;
         switch (msg)
         {
-            case Ping ping when options.AnswerPings:
+            case Ping ping when options.AnswerPings && !GoodbyeSent && !OutputShutdown:
                 _ = context.WriteAndFlushAsync(new Pong(ping.Seq, ping.SentAtUnixMs));
                 break;
             case Goodbye goodbye:
                 // Nothing but the answer may follow a Goodbye, or the counts would not match.
                 StopHeartbeat(context.Channel);
-                if (!GoodbyeSent)
+                if (!GoodbyeSent && !OutputShutdown)
                 {
                     // The server leaves first: answer with our count so it can prove nothing was lost, then let it close.
                     GoodbyeSent = true;

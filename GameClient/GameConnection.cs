@@ -74,7 +74,7 @@ public sealed class GameConnection : IAsyncDisposable
                 Error error => throw new GameClientException($"the server refused the session: {error.Code}: {error.Message}"),
                 _ => throw new GameClientException($"expected Welcome, the server sent {first.GetType().Name}"),
             };
-            connection.StartHeartbeat();
+            await connection.RunOnLoopAsync(connection.StartHeartbeat);
             return connection;
         }
         catch (Exception ex) when (ex is ChannelClosedException or OperationCanceledException)
@@ -117,7 +117,13 @@ public sealed class GameConnection : IAsyncDisposable
         try
         {
             var addresses = IPAddress.TryParse(options.Host, out var ip) ? [ip] : await Dns.GetHostAddressesAsync(options.Host, cancellationToken);
-            channel = await bootstrap.ConnectAsync(new IPEndPoint(addresses[0], options.Port)).WaitAsync(cancellationToken);
+            if (addresses.Length == 0)
+            {
+                throw new GameClientException($"cannot resolve {options.Host}");
+            }
+
+            // The connect is bounded by ConnectTimeout; it is not abandoned half-way, so no channel is left unowned.
+            channel = await bootstrap.ConnectAsync(new IPEndPoint(addresses[0], options.Port));
         }
         catch (Exception ex) when (ex is SocketException or ConnectException or TimeoutException or DotNetty.Transport.Channels.ConnectTimeoutException)
         {
@@ -154,7 +160,19 @@ public sealed class GameConnection : IAsyncDisposable
             _ = channel.WriteAndFlushAsync(new Goodbye(reason, state.FramesReceived));
         });
 
-        var goodbye = await handler.ServerGoodbye.WaitAsync(TimeSpan.FromMilliseconds(options.ResponseTimeoutMs));
+        Goodbye goodbye;
+        try
+        {
+            goodbye = await handler.ServerGoodbye.WaitAsync(TimeSpan.FromMilliseconds(options.ResponseTimeoutMs));
+        }
+        catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+        {
+            // No answer in time, or the connection ended without one: close what is left and say so.
+            ConnectionCloser.CloseQuietly(channel);
+            var report = await Closed;
+            throw new GameClientException($"the server did not answer Goodbye ({report})", ex);
+        }
+
         await WaitClosedOrCloseAsync();
         return goodbye;
     }
@@ -175,6 +193,8 @@ public sealed class GameConnection : IAsyncDisposable
                 await RunOnLoopAsync(() =>
                 {
                     state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName());
+                    ClientHandler.StopHeartbeat(channel);
+                    handler.OutputShutdown = true;
                     SocketAccess.TryShutdownOutput(channel);
                 });
                 await WaitClosedOrCloseAsync();
@@ -222,7 +242,9 @@ public sealed class GameConnection : IAsyncDisposable
 
     private void StartHeartbeat()
     {
-        if (options.HeartbeatMisses <= 0 || Welcome is null || Welcome.HeartbeatIntervalMs <= 0)
+        // On the event loop, so it cannot race a Goodbye that arrived right behind the Welcome.
+        if (options.HeartbeatMisses <= 0 || Welcome is null || Welcome.HeartbeatIntervalMs <= 0
+            || handler.GoodbyeSent || !channel.Active)
         {
             return;
         }

@@ -49,9 +49,9 @@ public sealed class CloseClassifier : ChannelDuplexHandler
 
     public override void ChannelRead(IChannelHandlerContext context, object message)
     {
-        // Frames decoded after the connection has been fully closed (the decoder flushes what it holds when the
-        // channel goes inactive) must not be acted on. Frames that arrived before the peer's FIN still pass: a
-        // peer that closes normally is owed the processing of everything it sent (case S2).
+        // Nothing may act on a connection this classifier has already closed out. Frames that arrived before the
+        // peer's FIN still pass, even while the transport is closing: a peer that closes normally is owed the
+        // processing of everything it sent (case S2).
         if (ConnectionState.Of(context.Channel).Phase == ConnectionPhase.Closed)
         {
             ReferenceCountUtil.Release(message);
@@ -173,8 +173,8 @@ public sealed class CloseClassifier : ChannelDuplexHandler
             }
         }
 
-        state.Complete(evt);
         context.FireUserEventTriggered(evt);
+        state.Complete(evt);
         context.FireChannelInactive();
     }
 
@@ -188,6 +188,10 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         {
             var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: true) ?? CloseReason.BrokenPipe;
             ConnectionState.Of(channel).TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
+
+            // DotNetty fails the write but leaves closing to the read side, which a peer with reads paused never
+            // reaches: close here.
+            ConnectionCloser.CloseQuietly(channel);
         }
     }
 

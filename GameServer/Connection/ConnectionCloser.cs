@@ -54,8 +54,6 @@ public static class ConnectionCloser
         // single receive operation.)
         channel.Configuration.AutoRead = true;
 
-        state.DrainTimer = channel.EventLoop.Schedule(static s => CloseQuietly((IChannel)s!), channel, state.DrainTimeout);
-
         var message = farewell?.Invoke(state);
         var flushed = message is null ? channel.WriteAndFlushAsync(Unpooled.Empty) : channel.WriteAndFlushAsync(message);
         flushed.ContinueWith(
@@ -76,7 +74,13 @@ public static class ConnectionCloser
         if (!channel.Active || !SocketAccess.TryShutdownOutput(channel))
         {
             CloseQuietly(channel);
+            return;
         }
+
+        // The drain deadline starts once the farewell is out: a slow but reading peer gets all of it. A flush that
+        // never completes is the slow-consumer timeout's business, not this one's.
+        var state = ConnectionState.Of(channel);
+        state.DrainTimer = channel.EventLoop.Schedule(static s => CloseQuietly((IChannel)s!), channel, state.DrainTimeout);
     }
 
     private static void Abort(ConnectionState state, CloseReason reason, int errno, string? detail)

@@ -119,7 +119,14 @@ public sealed class HeartbeatHandler : ChannelDuplexHandler
 
     private bool TryMatch(long pongSeq, out long sentAt)
     {
-        while (outstanding.Count > 0)
+        // Pongs come back in order: a match also settles every older Ping, a stray Pong changes nothing.
+        if (outstanding.All(p => p.Seq != pongSeq))
+        {
+            sentAt = 0;
+            return false;
+        }
+
+        while (true)
         {
             var (pingSeq, at) = outstanding.Dequeue();
             if (pingSeq == pongSeq)
@@ -128,8 +135,5 @@ public sealed class HeartbeatHandler : ChannelDuplexHandler
                 return true;
             }
         }
-
-        sentAt = 0;
-        return false;
     }
 }

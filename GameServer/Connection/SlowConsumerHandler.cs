@@ -13,6 +13,7 @@ public sealed class SlowConsumerHandler : ChannelHandlerAdapter
     private readonly TimeSpan timeout;
     private readonly TimeProvider time;
     private System.Threading.ITimer? timer;
+    private int generation;
 
     public SlowConsumerHandler(TimeSpan timeout, TimeProvider time)
     {
@@ -29,14 +30,14 @@ public sealed class SlowConsumerHandler : ChannelHandlerAdapter
         }
         else
         {
+            // A disposed timer can still deliver a callback already under way: the generation tells it apart.
             timer ??= time.CreateTimer(
                 static s =>
                 {
-                    var ctx = (IChannelHandlerContext)s!;
-                    ConnectionCloser.TryExecute(
-                        ctx.Executor, static c => ((SlowConsumerHandler)((IChannelHandlerContext)c!).Handler).OnTimeout((IChannelHandlerContext)c!), ctx);
+                    var (handler, ctx, armed) = ((SlowConsumerHandler, IChannelHandlerContext, int))s!;
+                    ConnectionCloser.TryExecute(ctx.Executor, _ => handler.OnTimeout(ctx, armed), null);
                 },
-                context,
+                (this, context, generation),
                 timeout,
                 Timeout.InfiniteTimeSpan);
         }
@@ -50,9 +51,14 @@ public sealed class SlowConsumerHandler : ChannelHandlerAdapter
         context.FireChannelInactive();
     }
 
-    private void OnTimeout(IChannelHandlerContext context)
+    private void OnTimeout(IChannelHandlerContext context, int armed)
     {
-        timer = null;
+        if (armed != generation)
+        {
+            return; // a timer cancelled after it had fired
+        }
+
+        Cancel();
         if (!context.Channel.IsWritable && context.Channel.Active)
         {
             _ = ConnectionCloser.AbortAsync(
@@ -62,6 +68,7 @@ public sealed class SlowConsumerHandler : ChannelHandlerAdapter
 
     private void Cancel()
     {
+        generation++;
         timer?.Dispose();
         timer = null;
     }

@@ -9,6 +9,7 @@ public sealed class Room
 {
     private readonly List<PlayerSession> members = [];
     private long tick;
+    private bool closed;
 
     public Room(string id) => Id = id;
 
@@ -25,26 +26,40 @@ public sealed class Room
         }
     }
 
-    public void Add(PlayerSession player)
+    /// <summary>
+    /// Adds a player unless the room has already emptied: an empty room is dead for good (it is being dropped from
+    /// the manager), so a late joiner must go to its successor instead of into a room nobody ticks.
+    /// </summary>
+    public bool TryAdd(PlayerSession player)
     {
         lock (members)
         {
+            if (closed)
+            {
+                return false;
+            }
+
             members.Add(player);
+            return true;
         }
     }
 
-    /// <summary>Removes a player; returns true when the room became empty.</summary>
+    /// <summary>Removes a player; returns true when the room became empty (and so closed).</summary>
     public bool Remove(PlayerSession player)
     {
         lock (members)
         {
             members.Remove(player);
-            return members.Count == 0;
+            closed = members.Count == 0;
+            return closed;
         }
     }
 
-    /// <summary>Broadcasts the current state; returns how many members were skipped as not writable.</summary>
-    public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator)
+    /// <summary>
+    /// Broadcasts the current state; returns how many members were skipped as not writable, or -1 when the update
+    /// would exceed <paramref name="maxFrameBytes"/> (the room is too big for one frame) and nothing was sent.
+    /// </summary>
+    public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes)
     {
         PlayerSession[] snapshot;
         lock (members)
@@ -64,6 +79,12 @@ public sealed class Room
         }
 
         var update = MessageCodec.Encode(allocator, new StateUpdate(Interlocked.Increment(ref tick), serverTimeUnixMs, players));
+        if (update.ReadableBytes > maxFrameBytes)
+        {
+            update.Release();
+            return -1;
+        }
+
         var skipped = 0;
         try
         {

@@ -16,9 +16,12 @@ public sealed partial class RoomManager : BackgroundService
     private readonly TimeProvider time;
     private readonly GameServerMetrics metrics;
     private readonly ILogger<RoomManager> logger;
+    private readonly int maxFrameBytes;
 
-    public RoomManager(IOptions<GameOptions> options, TimeProvider time, GameServerMetrics metrics, ILogger<RoomManager> logger)
+    public RoomManager(
+        IOptions<GameOptions> options, IOptions<ServerOptions> server, TimeProvider time, GameServerMetrics metrics, ILogger<RoomManager> logger)
     {
+        maxFrameBytes = server.Value.MaxFrameBytes;
         this.options = options.Value;
         this.time = time;
         this.metrics = metrics;
@@ -28,22 +31,23 @@ public sealed partial class RoomManager : BackgroundService
 
     public int RoomCount => rooms.Count;
 
+    /// <summary>The live room with this id, if any.</summary>
+    public Room? Find(string roomId) => rooms.TryGetValue(roomId, out var room) ? room : null;
+
     public void Join(PlayerSession player, string roomId)
     {
         Leave(player);
         while (true)
         {
             var room = rooms.GetOrAdd(roomId, id => new Room(id));
-            room.Add(player);
-
-            // The room may have been emptied and dropped between GetOrAdd and Add; then join its successor.
-            if (rooms.TryGetValue(roomId, out var current) && ReferenceEquals(current, room))
+            if (room.TryAdd(player))
             {
                 player.Room = room;
                 return;
             }
 
-            room.Remove(player);
+            // It emptied between GetOrAdd and TryAdd: make sure it is gone, then join (or make) its successor.
+            rooms.TryRemove(new KeyValuePair<string, Room>(roomId, room));
         }
     }
 
@@ -72,7 +76,14 @@ public sealed partial class RoomManager : BackgroundService
                 var now = time.GetUtcNow().ToUnixTimeMilliseconds();
                 foreach (var room in rooms.Values)
                 {
-                    metrics.UpdatesCoalesced(room.Tick(now, PooledByteBufferAllocator.Default));
+                    var skipped = room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes);
+                    if (skipped < 0)
+                    {
+                        LogRoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
+                        continue;
+                    }
+
+                    metrics.UpdatesCoalesced(skipped);
                 }
             }
         }
@@ -81,6 +92,9 @@ public sealed partial class RoomManager : BackgroundService
             LogStopped(logger);
         }
     }
+
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Room {RoomId} with {Players} players does not fit a StateUpdate in {MaxFrameBytes} bytes; no update sent")]
+    private static partial void LogRoomTooBig(ILogger logger, string roomId, int players, int maxFrameBytes);
 
     [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "Room ticker stopped")]
     private static partial void LogStopped(ILogger logger);

@@ -60,10 +60,11 @@ public static class GameServerApp
         builder.Services.AddSingleton<GameServerHost>();
         builder.Services.AddSingleton<PrometheusEndpoint>();
 
-        // Hosted services stop in reverse order: the server says Goodbye before the room ticker and metrics go.
+        // Hosted services stop in reverse order: the room ticker stops first (nothing is queued to loops that are
+        // about to end), then the server says Goodbye to everyone and stops its loops, then metrics go.
         builder.Services.AddHostedService(sp => sp.GetRequiredService<PrometheusEndpoint>());
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         return builder;
     }

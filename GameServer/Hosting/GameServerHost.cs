@@ -107,32 +107,41 @@ public sealed partial class GameServerHost : IHostedService
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
-        if (serverChannel is not null)
-        {
-            await serverChannel.CloseAsync();
-        }
-
-        var open = registry.Snapshot();
-        LogStopping(logger, open.Count);
-        var closes = open
-            .Select(c => ConnectionCloser.CloseGracefullyAsync(
-                c.Channel, CloseReason.ServerShutdown, s => GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.ServerShutdown, s)))
-            .ToArray();
         try
         {
-            await Task.WhenAll(closes).WaitAsync(TimeSpan.FromMilliseconds(options.ShutdownTimeoutMs), CancellationToken.None);
+            if (serverChannel is not null)
+            {
+                await serverChannel.CloseAsync();
+            }
+
+            var open = registry.Snapshot();
+            LogStopping(logger, open.Count);
+            var closes = open
+                .Select(c => ConnectionCloser.CloseGracefullyAsync(
+                    c.Channel, CloseReason.ServerShutdown, s => GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.ServerShutdown, s)))
+                .ToArray();
+            try
+            {
+                await Task.WhenAll(closes).WaitAsync(TimeSpan.FromMilliseconds(options.ShutdownTimeoutMs), CancellationToken.None);
+            }
+            catch (TimeoutException)
+            {
+                var left = registry.Snapshot();
+                LogShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
+                await Task.WhenAll(left.Select(c => ConnectionCloser.AbortAsync(c.Channel, CloseReason.ServerShutdown)))
+                    .WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            }
         }
         catch (TimeoutException)
         {
-            var left = registry.Snapshot();
-            LogShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
-            await Task.WhenAll(left.Select(c => ConnectionCloser.AbortAsync(c.Channel, CloseReason.ServerShutdown)))
-                .WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
+            // Aborts that did not complete in time: the loops' shutdown below closes whatever is left.
         }
-
-        await ShutdownLoopsAsync();
-        LogStopped(logger);
-        DotNettyLogBridge.Detach(loggerFactory);
+        finally
+        {
+            await ShutdownLoopsAsync();
+            LogStopped(logger);
+            DotNettyLogBridge.Detach(loggerFactory);
+        }
     }
 
     private void InitChannel(IChannel channel)
