@@ -40,6 +40,12 @@ public sealed class PlayerSession
     public bool TrySend(IByteBuffer frame)
     {
         var channel = Connection.Channel;
+        if (channel.EventLoop.IsShuttingDown)
+        {
+            frame.Release(); // a task queued to a loop that is ending would never run, nor release the frame
+            return true;
+        }
+
         if (!channel.IsWritable)
         {
             frame.Release();
