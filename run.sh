@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh server | client | test   (load and bench come with later issues)
+# The one entry point: ./run.sh server | client | test | load   (bench comes with a later issue)
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -13,6 +13,7 @@ usage: ./run.sh <command> [args]
   server [--Key:Sub=value ...]   build and run the game server (embedded defaults: 127.0.0.1:7777, metrics :9464)
   client [options]               build and run the bot client against a server (./run.sh client --help)
   test                           build and run every test; ends with 'N passed, N failed'
+  load [options]                 build and run the load suite (starts its own server unless --target host:port)
 USAGE
 }
 
@@ -99,6 +100,10 @@ case "$cmd" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  load)
+    build LoadTests/LoadTests.csproj
+    exec dotnet "LoadTests/bin/$CONFIG/$OUT/LoadTests.dll" "$@"
     ;;
   -h | --help | help | "")
     usage

@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Text;
+using Microsoft.Extensions.Logging;
+
+namespace LoadTests.Harness;
+
+/// <summary>A bound a run must stay within; checked on the final statistics.</summary>
+public sealed record Threshold(string Description, Func<StepSnapshot, bool> Applies, Func<StepSnapshot, bool> Holds);
+
+/// <summary>
+/// Runs scenarios side by side (NBomber's <c>NBomberRunner.RegisterScenarios(…).Run()</c>), prints one progress line
+/// per scenario every interval, and writes Markdown and CSV reports.
+/// </summary>
+public sealed class LoadRunner
+{
+    private readonly List<ScenarioProps> scenarios = [];
+    private readonly List<Threshold> thresholds = [];
+    private string reportFolder = "load-reports";
+    private TimeSpan progressInterval = TimeSpan.FromSeconds(5);
+
+    public static LoadRunner RegisterScenarios(params ScenarioProps[] props)
+    {
+        var runner = new LoadRunner();
+        runner.scenarios.AddRange(props);
+        return runner;
+    }
+
+    public LoadRunner WithReportFolder(string folder)
+    {
+        reportFolder = folder;
+        return this;
+    }
+
+    public LoadRunner WithThresholds(params Threshold[] bounds)
+    {
+        thresholds.AddRange(bounds);
+        return this;
+    }
+
+    public LoadRunner WithProgressInterval(TimeSpan interval)
+    {
+        progressInterval = interval;
+        return this;
+    }
+
+    public async Task<RunResult> RunAsync(ILogger logger, TextWriter output, CancellationToken cancellationToken)
+    {
+        var runners = scenarios.Select(s => new ScenarioRunner(s, logger)).ToList();
+        var running = runners.Select(r => r.RunAsync(cancellationToken)).ToList();
+        var all = Task.WhenAll(running);
+        while (!all.IsCompleted)
+        {
+            await Task.WhenAny(all, Task.Delay(progressInterval, CancellationToken.None));
+            foreach (var runner in runners)
+            {
+                var global = runner.Snapshot().FirstOrDefault(s => s.Step == "global");
+                await output.WriteLineAsync(string.Create(
+                    CultureInfo.InvariantCulture,
+                    $"[{runner.Name}] {runner.Elapsed:mm\\:ss}/{runner.TotalDuration:mm\\:ss} load={runner.CurrentLoad}{(runner.CurrentRate > 0 ? $" rate={runner.CurrentRate:0}/s" : string.Empty)} rps={global?.Rps ?? 0:0} p99={global?.P99Ms ?? 0:0.0}ms ok={global?.Ok ?? 0} fail={global?.Fail ?? 0}"));
+            }
+        }
+
+        await all;
+        var stats = runners.SelectMany(r => r.Snapshot()).ToList();
+        var failures = thresholds
+            .SelectMany(t => stats.Where(t.Applies).Where(s => !t.Holds(s)).Select(s => $"{s.Scenario}/{s.Step}: {t.Description}"))
+            .ToList();
+        var folder = Path.Combine(reportFolder, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        Directory.CreateDirectory(folder);
+        await File.WriteAllTextAsync(Path.Combine(folder, "report.md"), Markdown(stats, failures), cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(folder, "report.csv"), Csv(stats), cancellationToken);
+        return new RunResult(stats, failures, folder);
+    }
+
+    public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures)
+    {
+        var text = new StringBuilder();
+        text.AppendLine("| scenario | step | ok | fail | fail % | rps | min | mean | p50 | p75 | p95 | p99 | p99.9 | max | stddev | bytes | status codes |");
+        text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
+        foreach (var s in stats)
+        {
+            var codes = string.Join(", ", s.StatusCodes.OrderByDescending(c => c.Value).Select(c => $"{c.Key}: {c.Value}"));
+            text.AppendLine(string.Create(
+                CultureInfo.InvariantCulture,
+                $"| {s.Scenario} | {s.Step} | {s.Ok} | {s.Fail} | {s.FailPercent:0.00} | {s.Rps:0.0} | {s.MinMs:0.00} | {s.MeanMs:0.00} | {s.P50Ms:0.00} | {s.P75Ms:0.00} | {s.P95Ms:0.00} | {s.P99Ms:0.00} | {s.P999Ms:0.00} | {s.MaxMs:0.00} | {s.StdDevMs:0.00} | {s.Bytes} | {codes} |"));
+        }
+
+        text.AppendLine();
+        text.AppendLine("Latencies in milliseconds.");
+        text.AppendLine(failures.Count == 0 ? "All thresholds held." : "Thresholds broken:\n" + string.Join('\n', failures.Select(f => $"- {f}")));
+        return text.ToString();
+    }
+
+    private static string Csv(IReadOnlyList<StepSnapshot> stats)
+    {
+        var text = new StringBuilder("scenario,step,ok,fail,rps,min_ms,mean_ms,p50_ms,p75_ms,p95_ms,p99_ms,p999_ms,max_ms,stddev_ms,bytes\n");
+        foreach (var s in stats)
+        {
+            text.AppendLine(string.Create(
+                CultureInfo.InvariantCulture,
+                $"{s.Scenario},{s.Step},{s.Ok},{s.Fail},{s.Rps:0.0},{s.MinMs:0.000},{s.MeanMs:0.000},{s.P50Ms:0.000},{s.P75Ms:0.000},{s.P95Ms:0.000},{s.P99Ms:0.000},{s.P999Ms:0.000},{s.MaxMs:0.000},{s.StdDevMs:0.000},{s.Bytes}"));
+        }
+
+        return text.ToString();
+    }
+}
+
+/// <summary>What a run produced: the statistics, the broken thresholds, the report folder.</summary>
+public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder);

@@ -1,0 +1,229 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging;
+
+namespace LoadTests.Harness;
+
+/// <summary>
+/// Drives one scenario through its load simulations and keeps its statistics. Closed models run copies that loop;
+/// open models start invocations on a schedule. Open-model latency is measured from the moment an invocation was
+/// due, not from when it actually started, so a server that stalls is charged for the queue it causes: that is
+/// the correction for coordinated omission.
+/// </summary>
+public sealed class ScenarioRunner
+{
+    private const string InvocationStep = "global";
+    private static readonly TimeSpan ControlTick = TimeSpan.FromMilliseconds(10);
+
+    private readonly ScenarioProps props;
+    private readonly ILogger logger;
+    private readonly ConcurrentDictionary<string, StepStats> steps = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<int, Dictionary<string, object>> instanceData = new();
+    private readonly List<(CancellationTokenSource Stop, Task Loop)> copies = [];
+    private readonly ConcurrentDictionary<Task, byte> inFlight = new();
+    private volatile bool recording;
+    private long started;
+    private long recordingStarted;
+    private int nextInstance;
+
+    public ScenarioRunner(ScenarioProps props, ILogger logger)
+    {
+        this.props = props;
+        this.logger = logger;
+    }
+
+    public string Name => props.Name;
+
+    /// <summary>Copies running (closed model) or invocations in flight (open model), for progress lines.</summary>
+    public int CurrentLoad => copies.Count + inFlight.Count;
+
+    /// <summary>The current injection rate per second (open model), 0 for closed.</summary>
+    public double CurrentRate { get; private set; }
+
+    public TimeSpan Elapsed => started == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(started);
+
+    public TimeSpan TotalDuration => props.WarmUpDuration + props.Simulations.Aggregate(TimeSpan.Zero, (a, s) => a + s.During);
+
+    public IReadOnlyList<StepSnapshot> Snapshot()
+    {
+        var measured = recordingStarted == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(recordingStarted);
+        return steps.Values.OrderBy(s => s.Step == InvocationStep ? string.Empty : s.Step, StringComparer.Ordinal)
+            .Select(s => s.Snapshot(measured)).ToList();
+    }
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        if (props.Init is not null)
+        {
+            await props.Init(logger);
+        }
+
+        started = Stopwatch.GetTimestamp();
+        try
+        {
+            if (props.WarmUpDuration > TimeSpan.Zero)
+            {
+                await RunSimulationAsync(props.Simulations[0] with { During = props.WarmUpDuration }, 0, cancellationToken);
+            }
+
+            recording = true;
+            recordingStarted = Stopwatch.GetTimestamp();
+            double previousLoad = props.WarmUpDuration > TimeSpan.Zero ? LoadOf(props.Simulations[0]) : 0;
+            foreach (var simulation in props.Simulations)
+            {
+                await RunSimulationAsync(simulation, previousLoad, cancellationToken);
+                previousLoad = LoadOf(simulation);
+            }
+        }
+        finally
+        {
+            await SetCopiesAsync(0);
+            await Task.WhenAll(inFlight.Keys).WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            if (props.Clean is not null)
+            {
+                await props.Clean(logger);
+            }
+        }
+    }
+
+    private static double LoadOf(LoadSimulation simulation) => simulation switch
+    {
+        LoadSimulation.KeepConstant k => k.Copies,
+        LoadSimulation.RampingConstant r => r.Copies,
+        LoadSimulation.Inject i => i.Rate / i.Interval.TotalSeconds,
+        LoadSimulation.RampingInject r => r.Rate / r.Interval.TotalSeconds,
+        _ => 0,
+    };
+
+    private async Task RunSimulationAsync(LoadSimulation simulation, double previousLoad, CancellationToken cancellationToken)
+    {
+        var begin = Stopwatch.GetTimestamp();
+        var due = 0.0;
+        var lastTick = begin;
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var now = Stopwatch.GetTimestamp();
+            var elapsed = Stopwatch.GetElapsedTime(begin, now);
+            if (elapsed >= simulation.During)
+            {
+                break;
+            }
+
+            var progress = simulation.During == TimeSpan.Zero ? 1 : elapsed / simulation.During;
+            switch (simulation)
+            {
+                case LoadSimulation.KeepConstant keep:
+                    CurrentRate = 0;
+                    await SetCopiesAsync(keep.Copies);
+                    break;
+                case LoadSimulation.RampingConstant ramp:
+                    CurrentRate = 0;
+                    await SetCopiesAsync((int)Math.Round(previousLoad + ((ramp.Copies - previousLoad) * progress)));
+                    break;
+                case LoadSimulation.Inject or LoadSimulation.RampingInject:
+                    await SetCopiesAsync(0);
+                    var target = LoadOf(simulation);
+                    CurrentRate = simulation is LoadSimulation.RampingInject ? previousLoad + ((target - previousLoad) * progress) : target;
+                    var tick = Stopwatch.GetElapsedTime(lastTick, now).TotalSeconds;
+                    due += tick * CurrentRate;
+                    // Spread this tick's invocations evenly over it: each is charged from its own due time.
+                    var count = (int)Math.Floor(due);
+                    due -= count;
+                    for (var k = 1; k <= count; k++)
+                    {
+                        StartOpenInvocation(lastTick + ((now - lastTick) * k / count), cancellationToken);
+                    }
+
+                    break;
+                default:
+                    CurrentRate = 0;
+                    await SetCopiesAsync(0);
+                    break;
+            }
+
+            lastTick = now;
+            await Task.Delay(ControlTick, CancellationToken.None);
+        }
+    }
+
+    private void StartOpenInvocation(long dueAt, CancellationToken cancellationToken)
+    {
+        var instance = Interlocked.Increment(ref nextInstance);
+        var task = InvokeAsync(instance, 0, dueAt, cancellationToken);
+        inFlight[task] = 0;
+        _ = task.ContinueWith(t => inFlight.TryRemove(t, out _), TaskScheduler.Default);
+    }
+
+    private async Task SetCopiesAsync(int target)
+    {
+        while (copies.Count < target)
+        {
+            var stop = new CancellationTokenSource();
+            var number = copies.Count;
+            copies.Add((stop, Task.Run(() => CopyLoopAsync(number, stop.Token))));
+        }
+
+        while (copies.Count > target)
+        {
+            var (stop, loop) = copies[^1];
+            copies.RemoveAt(copies.Count - 1);
+            await stop.CancelAsync();
+            await loop;
+            stop.Dispose();
+        }
+    }
+
+    private async Task CopyLoopAsync(int instance, CancellationToken stop)
+    {
+        for (long invocation = 0; !stop.IsCancellationRequested; invocation++)
+        {
+            await InvokeAsync(instance, invocation, Stopwatch.GetTimestamp(), stop);
+        }
+    }
+
+    private async Task InvokeAsync(int instance, long invocation, long dueAt, CancellationToken cancellationToken)
+    {
+        var context = new ScenarioContext(
+            new ScenarioInfo(props.Name, instance), invocation, logger, instanceData.GetOrAdd(instance, _ => []), this, cancellationToken);
+        Response response;
+        try
+        {
+            response = await props.Run(context);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            return; // stopped mid-invocation by the load shape, not a failure
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            response = Response.Fail(ex.GetType().Name, 0, ex.Message);
+        }
+
+        Record(InvocationStep, response, Stopwatch.GetElapsedTime(dueAt));
+    }
+
+    internal void Record(string step, Response response, TimeSpan latency)
+    {
+        if (recording)
+        {
+            steps.GetOrAdd(step, s => new StepStats(props.Name, s)).Record(response, latency);
+        }
+    }
+
+    private sealed class ScenarioContext(
+        ScenarioInfo info, long invocation, ILogger logger, Dictionary<string, object> data, ScenarioRunner runner, CancellationToken token)
+        : IScenarioContext
+    {
+        public ScenarioInfo ScenarioInfo => info;
+
+        public long InvocationNumber => invocation;
+
+        public ILogger Logger => logger;
+
+        public CancellationToken ScenarioCancellationToken => token;
+
+        public Dictionary<string, object> Data => data;
+
+        public void Record(string stepName, Response response, TimeSpan latency) => runner.Record(stepName, response, latency);
+    }
+}

@@ -1,0 +1,96 @@
+using HdrHistogram;
+
+namespace LoadTests.Harness;
+
+/// <summary>Counts and an HdrHistogram of latencies (microseconds) for one step of one scenario.</summary>
+public sealed class StepStats
+{
+    private readonly object gate = new();
+    private readonly LongHistogram latencies = new(TimeStamp.Hours(1), 3);
+    private readonly Dictionary<string, long> statusCodes = new(StringComparer.Ordinal);
+    private long minMicros = long.MaxValue;
+
+    public StepStats(string scenario, string step)
+    {
+        Scenario = scenario;
+        Step = step;
+    }
+
+    public string Scenario { get; }
+
+    public string Step { get; }
+
+    public long Ok { get; private set; }
+
+    public long Fail { get; private set; }
+
+    public long Bytes { get; private set; }
+
+    public void Record(Response response, TimeSpan latency)
+    {
+        var micros = Math.Clamp((long)latency.TotalMicroseconds, 1, TimeStamp.Hours(1));
+        lock (gate)
+        {
+            if (response.IsError)
+            {
+                Fail++;
+            }
+            else
+            {
+                Ok++;
+                latencies.RecordValue(micros);
+                minMicros = Math.Min(minMicros, micros);
+            }
+
+            Bytes += response.SizeBytes;
+            statusCodes[response.StatusCode] = statusCodes.GetValueOrDefault(response.StatusCode) + 1;
+        }
+    }
+
+    public StepSnapshot Snapshot(TimeSpan duration)
+    {
+        lock (gate)
+        {
+            double P(double percentile) => Ok == 0 ? 0 : latencies.GetValueAtPercentile(percentile) / 1000.0;
+            return new StepSnapshot(
+                Scenario,
+                Step,
+                Ok,
+                Fail,
+                duration.TotalSeconds > 0 ? (Ok + Fail) / duration.TotalSeconds : 0,
+                Ok == 0 ? 0 : minMicros / 1000.0,
+                Ok == 0 ? 0 : latencies.GetMean() / 1000.0,
+                Ok == 0 ? 0 : latencies.GetMaxValue() / 1000.0,
+                Ok == 0 ? 0 : latencies.GetStdDeviation() / 1000.0,
+                P(50),
+                P(75),
+                P(95),
+                P(99),
+                P(99.9),
+                Bytes,
+                new Dictionary<string, long>(statusCodes, StringComparer.Ordinal));
+        }
+    }
+}
+
+/// <summary>A step's numbers at one moment; latencies in milliseconds.</summary>
+public sealed record StepSnapshot(
+    string Scenario,
+    string Step,
+    long Ok,
+    long Fail,
+    double Rps,
+    double MinMs,
+    double MeanMs,
+    double MaxMs,
+    double StdDevMs,
+    double P50Ms,
+    double P75Ms,
+    double P95Ms,
+    double P99Ms,
+    double P999Ms,
+    long Bytes,
+    IReadOnlyDictionary<string, long> StatusCodes)
+{
+    public double FailPercent => Ok + Fail == 0 ? 0 : 100.0 * Fail / (Ok + Fail);
+}

@@ -1,0 +1,204 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.RegularExpressions;
+using GameClient;
+using LoadTests;
+using LoadTests.Harness;
+using LoadTests.Scenarios;
+using Microsoft.Extensions.Logging.Abstractions;
+
+// ./run.sh load [--target host:port --metrics http://host:port/metrics] [--duration 60] [--copies 200] [--churn-rate 20] [--smoke]
+var settings = LoadSettings.Load(args);
+Process? server = null;
+if (settings.Target is null)
+{
+    var port = FreePort();
+    var metricsPort = FreePort();
+    server = StartServer(port, metricsPort, settings.ServerArgs);
+    settings = settings with { Target = $"127.0.0.1:{port}", Metrics = $"http://127.0.0.1:{metricsPort}/metrics" };
+}
+
+var (host, targetPort) = ParseTarget(settings.Target!);
+GameClientOptions Client(string name) => new() { Host = host, Port = targetPort, PlayerName = name[..Math.Min(name.Length, 32)] };
+var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
+var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
+
+Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, {settings.DurationSeconds} s");
+using var http = new HttpClient();
+var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
+
+var result = await LoadRunner
+    .RegisterScenarios(
+        GameScenarios.Play(
+            Client,
+            settings.RoomSize,
+            TimeSpan.FromMilliseconds(settings.ClientTickMs),
+            [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
+            TimeSpan.FromSeconds(settings.WarmUpSeconds)),
+        GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]))
+    .WithReportFolder(settings.ReportFolder)
+    .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
+    .WithThresholds(
+        new Threshold($"fail rate under {settings.MaxFailPercent} %", s => s.Step == "global", s => s.FailPercent < settings.MaxFailPercent),
+        new Threshold($"echo p99 under {settings.MaxEchoP99Ms} ms", s => s.Step == "echo", s => s.P99Ms < settings.MaxEchoP99Ms))
+    .RunAsync(NullLogger.Instance, Console.Out, CancellationToken.None);
+
+Console.WriteLine();
+Console.WriteLine(LoadRunner.Markdown(result.Stats, result.BrokenThresholds));
+var problems = result.BrokenThresholds.ToList();
+
+if (settings.Metrics is not null && baseline is not null)
+{
+    // Every connection the suite opened must be gone again: no leaked channels on the server.
+    double? active = null;
+    for (var i = 0; i < 100 && active != baseline; i++)
+    {
+        await Task.Delay(200);
+        active = await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
+    }
+
+    Console.WriteLine($"server active connections: baseline {baseline}, after the run {active}");
+    if (active != baseline)
+    {
+        problems.Add($"gameserver_connections_active is {active}, not back to its baseline {baseline}");
+    }
+}
+
+if (server is not null)
+{
+    server.Kill(entireProcessTree: false); // SIGKILL is not needed: the suite's own connections are already closed
+    await server.WaitForExitAsync();
+}
+
+Console.WriteLine($"reports: {Path.GetFullPath(result.ReportFolder)}");
+Console.WriteLine(problems.Count == 0 ? "load: all thresholds held" : "load: FAILED\n" + string.Join('\n', problems.Select(p => $"  - {p}")));
+return problems.Count == 0 ? 0 : 1;
+
+static int FreePort()
+{
+    using var listener = new TcpListener(IPAddress.Loopback, 0);
+    listener.Start();
+    return ((IPEndPoint)listener.LocalEndpoint).Port;
+}
+
+static (string Host, int Port) ParseTarget(string target)
+{
+    var colon = target.LastIndexOf(':');
+    return colon > 0 && int.TryParse(target[(colon + 1)..], CultureInfo.InvariantCulture, out var port)
+        ? (target[..colon], port)
+        : throw new ArgumentException($"--target must be host:port, not '{target}'");
+}
+
+static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extra)
+{
+    var dll = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "GameServer", "bin",
+        new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameServer.dll");
+    var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+    info.ArgumentList.Add(Path.GetFullPath(dll));
+    foreach (var arg in new[] { $"--Server:Port={port}", $"--Metrics:Port={metricsPort}", "--Logging:LogLevel:Default=Warning" }.Concat(extra))
+    {
+        info.ArgumentList.Add(arg);
+    }
+
+    var process = Process.Start(info)!;
+    var ready = new TaskCompletionSource();
+    process.OutputDataReceived += (_, e) =>
+    {
+        if (e.Data?.Contains("listening", StringComparison.Ordinal) == true || e.Data?.Contains("Application started", StringComparison.Ordinal) == true)
+        {
+            ready.TrySetResult();
+        }
+    };
+    process.BeginOutputReadLine();
+    process.BeginErrorReadLine();
+
+    // With warnings only, the "listening" line is not printed: wait for the port instead.
+    var deadline = DateTime.UtcNow.AddSeconds(60);
+    while (DateTime.UtcNow < deadline)
+    {
+        try
+        {
+            using var probe = new TcpClient();
+            probe.Connect(IPAddress.Loopback, port);
+            return process;
+        }
+        catch (SocketException)
+        {
+            Thread.Sleep(100);
+        }
+    }
+
+    throw new InvalidOperationException("the server did not start listening within 60 s");
+}
+
+static async Task<double?> ReadGaugeAsync(HttpClient http, string url, string name)
+{
+    var text = await http.GetStringAsync(new Uri(url));
+    var match = Regex.Match(text, $@"^{name}(\{{[^}}]*\}})? ([0-9.eE+-]+)", RegexOptions.Multiline);
+    return match.Success ? double.Parse(match.Groups[2].Value, CultureInfo.InvariantCulture) : 0;
+}
+
+namespace LoadTests
+{
+    /// <summary>Settings from config/loadtest.json, overridden on the command line.</summary>
+    internal sealed record LoadSettings
+    {
+        public string? Target { get; init; }
+
+        public string? Metrics { get; init; }
+
+        public int DurationSeconds { get; init; } = 60;
+
+        public int WarmUpSeconds { get; init; } = 3;
+
+        public int Copies { get; init; } = 200;
+
+        public int RoomSize { get; init; } = 8;
+
+        public int ClientTickMs { get; init; } = 50;
+
+        public int ChurnRate { get; init; } = 20;
+
+        public double MaxFailPercent { get; init; } = 1;
+
+        public double MaxEchoP99Ms { get; init; } = 250;
+
+        public string ReportFolder { get; init; } = "load-reports";
+
+        public IReadOnlyList<string> ServerArgs { get; init; } = [];
+
+        private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true };
+
+        public static LoadSettings Load(string[] args)
+        {
+            var file = Path.Combine(AppContext.BaseDirectory, "config", "loadtest.json");
+            var settings = File.Exists(file)
+                ? JsonSerializer.Deserialize<LoadSettings>(File.ReadAllText(file), Json) ?? new LoadSettings()
+                : new LoadSettings();
+            for (var i = 0; i < args.Length; i++)
+            {
+                string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+                int NextInt() => int.Parse(Next(), CultureInfo.InvariantCulture);
+                settings = args[i] switch
+                {
+                    "--target" => settings with { Target = Next() },
+                    "--metrics" => settings with { Metrics = Next() },
+                    "--duration" => settings with { DurationSeconds = NextInt() },
+                    "--copies" => settings with { Copies = NextInt() },
+                    "--churn-rate" => settings with { ChurnRate = NextInt() },
+                    "--report-folder" => settings with { ReportFolder = Next() },
+                    "--smoke" => settings with { DurationSeconds = 10, WarmUpSeconds = 1, Copies = 24, ChurnRate = 5 },
+                    var other when other.StartsWith("--Server:", StringComparison.Ordinal) || other.StartsWith("--Limits:", StringComparison.Ordinal)
+                        || other.StartsWith("--Game:", StringComparison.Ordinal) || other.StartsWith("--Heartbeat:", StringComparison.Ordinal)
+                        => settings with { ServerArgs = [.. settings.ServerArgs, other] },
+                    var other => throw new ArgumentException($"unknown option {other}"),
+                };
+            }
+
+            return settings;
+        }
+    }
+}

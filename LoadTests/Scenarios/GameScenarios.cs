@@ -1,0 +1,91 @@
+using GameClient;
+using GameProtocol;
+using LoadTests.Harness;
+
+namespace LoadTests.Scenarios;
+
+/// <summary>The shipped scenarios: <c>play</c> and <c>churn</c>.</summary>
+public static class GameScenarios
+{
+    private static readonly byte[] EchoPayload = new byte[32];
+
+    /// <summary>
+    /// Players connect, join rooms of <paramref name="roomSize"/>, and each invocation sends a Move and makes an
+    /// Echo round trip, paced at the client tick rate. StateUpdate lateness is recorded as the step
+    /// <c>state_update</c>. Each copy keeps its connection across invocations and replaces it if it died.
+    /// </summary>
+    public static ScenarioProps Play(Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp) =>
+        Scenario.Create("play", async context =>
+            {
+                var bot = await PlayerFor(context, client, roomSize);
+                await Step.Run("move", context, async () =>
+                {
+                    await bot.MoveAsync();
+                    return Response.Ok(sizeBytes: 24);
+                });
+                var echo = await Step.Run("echo", context, async () =>
+                {
+                    await bot.EchoAsync(EchoPayload, TimeSpan.FromSeconds(10));
+                    return Response.Ok(sizeBytes: 2 * (EchoPayload.Length + 12));
+                });
+                await Task.Delay(tick, context.ScenarioCancellationToken);
+                return echo;
+            })
+            .WithLoadSimulations(load)
+            .WithWarmUpDuration(warmUp)
+            .WithClean(async _ =>
+            {
+                foreach (var bot in Players.Values)
+                {
+                    await bot.DisposeAsync();
+                }
+
+                Players.Clear();
+            });
+
+    /// <summary>
+    /// Connect, play briefly, leave with the Goodbye handshake; an invocation fails with <c>lost_frames</c> unless the
+    /// server's count equals what the client sent.
+    /// </summary>
+    public static ScenarioProps Churn(Func<string, GameClientOptions> client, LoadSimulation[] load) =>
+        Scenario.Create("churn", async context =>
+            {
+                await using var connection = await GameConnection.ConnectAsync(client($"churn{context.ScenarioInfo.InstanceNumber}"));
+                await connection.SendAsync(new JoinRoom($"churn{context.ScenarioInfo.InstanceNumber % 10}"));
+                for (var i = 1; i <= 5; i++)
+                {
+                    await connection.SendAsync(new Move(i, i, i));
+                }
+
+                var goodbye = await connection.GoodbyeAsync("churn");
+                return goodbye.FramesReceived == connection.FramesSent
+                    ? Response.Ok(sizeBytes: connection.FramesSent)
+                    : Response.Fail("lost_frames", 0, $"server received {goodbye.FramesReceived} of {connection.FramesSent}");
+            })
+            .WithLoadSimulations(load)
+            .WithoutWarmUp();
+
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, PlayerBot> Players = new(StringComparer.Ordinal);
+
+    private static async Task<PlayerBot> PlayerFor(IScenarioContext context, Func<string, GameClientOptions> client, int roomSize)
+    {
+        var id = context.ScenarioInfo.InstanceId;
+        if (Players.TryGetValue(id, out var bot) && bot.Connection.Channel.Active)
+        {
+            return bot;
+        }
+
+        // A dead connection is replaced, and the replacement is counted, so the pool never serves a corpse.
+        if (bot is not null)
+        {
+            context.Record("reconnect", Response.Ok(), TimeSpan.Zero);
+            await bot.DisposeAsync();
+        }
+
+        var room = $"room{context.ScenarioInfo.InstanceNumber / roomSize}";
+        bot = await PlayerBot.ConnectAsync(
+            client(id), room, lateness => context.Record("state_update", Response.Ok(), lateness));
+        Players[id] = bot;
+        return bot;
+    }
+}
