@@ -24,32 +24,14 @@ public class EndToEndTests
         }
 
         // A StateUpdate eventually shows our last move.
-        StateUpdate? seen = null;
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15)))
-        {
-            while (seen is null)
-            {
-                if (await client.Incoming.ReadAsync(timeout.Token) is StateUpdate update
-                    && update.Players.Any(p => p.PlayerId == client.Welcome.SessionId && p.LastSeq == 10))
-                {
-                    seen = update;
-                }
-            }
-        }
+        var seen = await Receive.NextAsync<StateUpdate>(
+            client, u => u.Players.Any(p => p.PlayerId == client.Welcome.SessionId && p.LastSeq == 10));
 
         var me = seen.Players.Single(p => p.PlayerId == client.Welcome.SessionId);
         Assert.Equal((20f, -10f), (me.X, me.Y));
 
         await client.SendAsync(new Echo(77, [5, 6, 7]));
-        Echo? echo = null;
-        using (var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15)))
-        {
-            while (echo is null)
-            {
-                echo = await client.Incoming.ReadAsync(timeout.Token) as Echo;
-            }
-        }
-
+        var echo = await Receive.NextAsync<Echo>(client);
         Assert.Equal(77, echo.Seq);
         Assert.Equal([5, 6, 7], echo.Payload);
 

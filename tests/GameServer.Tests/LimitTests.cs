@@ -93,10 +93,7 @@ public class LimitTests
         foreach (var player in players)
         {
             await player.SendAsync(new Echo(1, [1]));
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
-            while (await player.Incoming.ReadAsync(timeout.Token) is not Echo)
-            {
-            }
+            await Receive.NextAsync<Echo>(player);
 
             await player.GoodbyeAsync();
         }

@@ -37,10 +37,7 @@ public class ProtocolErrorTests
         Assert.StartsWith(expectedCode, closed.Detail, StringComparison.Ordinal);
 
         await bystander.SendAsync(new Echo(1, [42]));
-        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(15));
-        while (await bystander.Incoming.ReadAsync(timeout.Token) is not Echo)
-        {
-        }
+        await Receive.NextAsync<Echo>(bystander);
 
         await bystander.GoodbyeAsync();
         await server.AssertAllClosedAsync();
