@@ -9,7 +9,7 @@ public sealed record Threshold(string Description, Func<StepSnapshot, bool> Appl
 
 /// <summary>
 /// Runs scenarios side by side (NBomber's <c>NBomberRunner.RegisterScenarios(…).Run()</c>), prints one progress line
-/// per scenario every interval, and writes Markdown and CSV reports.
+/// per scenario every interval, and writes Markdown, CSV and HTML reports.
 /// </summary>
 public sealed class LoadRunner
 {
@@ -69,6 +69,8 @@ public sealed class LoadRunner
         Directory.CreateDirectory(folder);
         await File.WriteAllTextAsync(Path.Combine(folder, "report.md"), Markdown(stats, failures), cancellationToken);
         await File.WriteAllTextAsync(Path.Combine(folder, "report.csv"), Csv(stats), cancellationToken);
+        var timelines = runners.SelectMany(r => r.Timelines()).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
+        await File.WriteAllTextAsync(Path.Combine(folder, "report.html"), HtmlReport.Render(stats, timelines, failures), cancellationToken);
         return new RunResult(stats, failures, folder);
     }
 

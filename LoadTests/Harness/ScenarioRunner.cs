@@ -206,9 +206,14 @@ public sealed class ScenarioRunner
     {
         if (recording)
         {
-            steps.GetOrAdd(step, s => new StepStats(props.Name, s)).Record(response, latency);
+            var second = (int)Stopwatch.GetElapsedTime(recordingStarted).TotalSeconds;
+            steps.GetOrAdd(step, s => new StepStats(props.Name, s)).Record(response, latency, second);
         }
     }
+
+    /// <summary>The per-second timeline of every step, for the HTML report.</summary>
+    public IReadOnlyDictionary<string, IReadOnlyList<(long Ok, long Fail, double P99Ms)>> Timelines() =>
+        steps.Values.ToDictionary(s => $"{s.Scenario}/{s.Step}", s => s.Timeline(), StringComparer.Ordinal);
 
     private sealed class ScenarioContext(
         ScenarioInfo info, long invocation, ILogger logger, Dictionary<string, object> data, ScenarioRunner runner, CancellationToken token)

@@ -8,6 +8,7 @@ public sealed class StepStats
     private readonly object gate = new();
     private readonly LongHistogram latencies = new(TimeStamp.Hours(1), 3);
     private readonly Dictionary<string, long> statusCodes = new(StringComparer.Ordinal);
+    private readonly List<Second> timeline = [];
     private long minMicros = long.MaxValue;
 
     public StepStats(string scenario, string step)
@@ -26,11 +27,28 @@ public sealed class StepStats
 
     public long Bytes { get; private set; }
 
-    public void Record(Response response, TimeSpan latency)
+    /// <summary>Records one outcome; <paramref name="second"/> is the second of the run it falls in (for the timeline).</summary>
+    public void Record(Response response, TimeSpan latency, int second = 0)
     {
         var micros = Math.Clamp((long)latency.TotalMicroseconds, 1, TimeStamp.Hours(1));
         lock (gate)
         {
+            while (timeline.Count <= second)
+            {
+                timeline.Add(new Second());
+            }
+
+            var bucket = timeline[second];
+            if (response.IsError)
+            {
+                bucket.Fail++;
+            }
+            else
+            {
+                bucket.Ok++;
+                bucket.Latencies.RecordValue(micros);
+            }
+
             if (response.IsError)
             {
                 Fail++;
@@ -44,6 +62,15 @@ public sealed class StepStats
 
             Bytes += response.SizeBytes;
             statusCodes[response.StatusCode] = statusCodes.GetValueOrDefault(response.StatusCode) + 1;
+        }
+    }
+
+    /// <summary>Per second of the run: requests, failures and p99 latency in milliseconds.</summary>
+    public IReadOnlyList<(long Ok, long Fail, double P99Ms)> Timeline()
+    {
+        lock (gate)
+        {
+            return timeline.Select(b => (b.Ok, b.Fail, b.Ok == 0 ? 0 : b.Latencies.GetValueAtPercentile(99) / 1000.0)).ToList();
         }
     }
 
@@ -71,6 +98,17 @@ public sealed class StepStats
                 new Dictionary<string, long>(statusCodes, StringComparer.Ordinal));
         }
     }
+}
+
+/// <summary>One second of one step.</summary>
+internal sealed class Second
+{
+    public long Ok { get; set; }
+
+    public long Fail { get; set; }
+
+    /// <summary>Up to a minute in microseconds, 2 significant digits: small enough to keep one per second.</summary>
+    public LongHistogram Latencies { get; } = new(TimeStamp.Minutes(1), 2);
 }
 
 /// <summary>A step's numbers at one moment; latencies in milliseconds.</summary>

@@ -20,6 +20,9 @@ public class LoadSmokeTests
         var folder = Assert.Single(Directory.GetDirectories(reports));
         Assert.True(File.Exists(Path.Combine(folder, "report.md")));
         Assert.True(File.Exists(Path.Combine(folder, "report.csv")));
+        var html = File.ReadAllText(Path.Combine(folder, "report.html"));
+        Assert.Contains("<polyline", html, StringComparison.Ordinal); // the charts are there, inline
+        Assert.DoesNotContain("http", html, StringComparison.Ordinal); // and nothing is fetched from elsewhere
         Directory.Delete(reports, recursive: true);
     }
 }
