@@ -26,9 +26,14 @@ GameClientOptions Client(string name) => new() { Host = host, Port = targetPort,
 var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
 var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
 
-Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, {settings.DurationSeconds} s");
+Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s, {settings.DurationSeconds} s");
 using var http = new HttpClient();
 var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
+
+var closedBefore = settings.Metrics is null ? null : await ReadClosedAsync(http, settings.Metrics);
+var botDll = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "GameClient", "Bot", "bin",
+    new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameClient.Bot.dll"));
+var chaos = new ChaosScenario(Client, botDll);
 
 var result = await LoadRunner
     .RegisterScenarios(
@@ -38,7 +43,8 @@ var result = await LoadRunner
             TimeSpan.FromMilliseconds(settings.ClientTickMs),
             [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
             TimeSpan.FromSeconds(settings.WarmUpSeconds)),
-        GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]))
+        GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
+        chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]))
     .WithReportFolder(settings.ReportFolder)
     .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
     .WithThresholds(
@@ -64,6 +70,24 @@ if (settings.Metrics is not null && baseline is not null)
     if (active != baseline)
     {
         problems.Add($"gameserver_connections_active is {active}, not back to its baseline {baseline}");
+    }
+
+    // Every victim's mode against the reason the server recorded. Play and churn leave with Goodbye only, so any
+    // other reason must come from the chaos victims, exactly as many as were ended that way; client_goodbye adds
+    // the Goodbye handshakes play and churn completed.
+    var closedAfter = await ReadClosedAsync(http, settings.Metrics);
+    Console.WriteLine();
+    Console.WriteLine("| close reason | expected | observed on the server |");
+    Console.WriteLine("|---|---:|---:|");
+    foreach (var reason in closedAfter.Keys.Union(chaos.Expected.Keys).Order(StringComparer.Ordinal))
+    {
+        var observed = closedAfter.GetValueOrDefault(reason) - (closedBefore?.GetValueOrDefault(reason) ?? 0);
+        var expected = chaos.Expected.GetValueOrDefault(reason) + (reason == "client_goodbye" ? GameScenarios.Goodbyes : 0);
+        Console.WriteLine($"| {reason} | {expected} | {observed} |");
+        if (observed != expected)
+        {
+            problems.Add($"close reason {reason}: expected {expected}, the server reports {observed}");
+        }
     }
 }
 
@@ -134,6 +158,14 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
     throw new InvalidOperationException("the server did not start listening within 60 s");
 }
 
+static async Task<Dictionary<string, double>> ReadClosedAsync(HttpClient http, string url)
+{
+    var text = await http.GetStringAsync(new Uri(url));
+    return Regex.Matches(text, @"^gameserver_connections_closed_total\{[^}]*reason=""([a-z_]+)""[^}]*\} ([0-9.eE+-]+)", RegexOptions.Multiline)
+        .GroupBy(m => m.Groups[1].Value)
+        .ToDictionary(g => g.Key, g => g.Sum(m => double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)), StringComparer.Ordinal);
+}
+
 static async Task<double?> ReadGaugeAsync(HttpClient http, string url, string name)
 {
     var text = await http.GetStringAsync(new Uri(url));
@@ -162,6 +194,9 @@ namespace LoadTests
 
         public int ChurnRate { get; init; } = 20;
 
+        /// <summary>Victims per second in the chaos scenario.</summary>
+        public int ChaosRate { get; init; } = 2;
+
         public double MaxFailPercent { get; init; } = 1;
 
         public double MaxEchoP99Ms { get; init; } = 250;
@@ -189,8 +224,13 @@ namespace LoadTests
                     "--duration" => settings with { DurationSeconds = NextInt() },
                     "--copies" => settings with { Copies = NextInt() },
                     "--churn-rate" => settings with { ChurnRate = NextInt() },
+                    "--chaos-rate" => settings with { ChaosRate = NextInt() },
                     "--report-folder" => settings with { ReportFolder = Next() },
-                    "--smoke" => settings with { DurationSeconds = 10, WarmUpSeconds = 1, Copies = 24, ChurnRate = 5 },
+                    "--smoke" => settings with
+                    {
+                        DurationSeconds = 10, WarmUpSeconds = 1, Copies = 24, ChurnRate = 5, ChaosRate = 2,
+                        ServerArgs = [.. settings.ServerArgs, "--Heartbeat:IntervalMs=1000"],
+                    },
                     var other when other.StartsWith("--Server:", StringComparison.Ordinal) || other.StartsWith("--Limits:", StringComparison.Ordinal)
                         || other.StartsWith("--Game:", StringComparison.Ordinal) || other.StartsWith("--Heartbeat:", StringComparison.Ordinal)
                         => settings with { ServerArgs = [.. settings.ServerArgs, other] },

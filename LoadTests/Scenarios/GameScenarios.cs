@@ -8,6 +8,12 @@ namespace LoadTests.Scenarios;
 public static class GameScenarios
 {
     private static readonly byte[] EchoPayload = new byte[32];
+    private static long goodbyes;
+
+    /// <summary>Goodbye handshakes completed by play and churn, to reconcile with the server's client_goodbye count.</summary>
+    public static long Goodbyes => Interlocked.Read(ref goodbyes);
+
+    internal static void CountGoodbye() => Interlocked.Increment(ref goodbyes);
 
     /// <summary>
     /// Players connect, join rooms of <paramref name="roomSize"/>, and each invocation sends a Move and makes an
@@ -58,6 +64,7 @@ public static class GameScenarios
                 }
 
                 var goodbye = await connection.GoodbyeAsync("churn");
+                CountGoodbye();
                 return goodbye.FramesReceived == connection.FramesSent
                     ? Response.Ok(sizeBytes: connection.FramesSent)
                     : Response.Fail("lost_frames", 0, $"server received {goodbye.FramesReceived} of {connection.FramesSent}");

@@ -53,6 +53,7 @@ public sealed class PlayerBot : IAsyncDisposable
             try
             {
                 await Connection.GoodbyeAsync("load_done");
+                GameScenarios.CountGoodbye();
             }
             catch (GameClientException)
             {

@@ -2,7 +2,7 @@ using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
 
-/// <summary>The load suite's short smoke run: its own server, a few dozen players and churn, thresholds and reports.</summary>
+/// <summary>The load suite's short smoke run: its own server, a few dozen players, churn and every chaos mode.</summary>
 public class LoadSmokeTests
 {
     [Fact]
@@ -17,6 +17,17 @@ public class LoadSmokeTests
         Assert.Contains("server active connections: baseline 0, after the run 0", load.Output, StringComparison.Ordinal);
         Assert.Matches(@"\| play \| echo \| [1-9]\d* \| 0 \|", load.Output);
         Assert.Matches(@"\| churn \| global \| [1-9]\d* \| 0 \|", load.Output);
+
+        // Every chaos mode ran at least once, and every close reason matched what the victims' modes predict.
+        foreach (var mode in new[] { "abort", "close-with-unread", "fin", "half-close", "silent", "exit-without-close", "sigkill", "goodbye" })
+        {
+            Assert.Matches($@"\| chaos \| global \|.*{mode}: [1-9]", load.Output);
+        }
+
+        foreach (var reason in new[] { "peer_reset", "peer_closed", "heartbeat_timeout", "client_goodbye" })
+        {
+            Assert.Matches($@"\| {reason} \| ([1-9]\d*) \| \1 \|", load.Output);
+        }
         var folder = Assert.Single(Directory.GetDirectories(reports));
         Assert.True(File.Exists(Path.Combine(folder, "report.md")));
         Assert.True(File.Exists(Path.Combine(folder, "report.csv")));
