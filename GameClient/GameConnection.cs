@@ -228,6 +228,37 @@ public sealed class GameConnection : IAsyncDisposable
         channel.Read();
     }
 
+    /// <summary>
+    /// Stops reading and waits (bounded) until data from the server sits unread in the kernel's receive buffer, as
+    /// the close-with-unread cases need. DotNetty may still have one receive posted when reading pauses, which
+    /// would take the next bytes into user space: data only counts as stuck once it has stayed unread, with no frame
+    /// arriving, for a short settle time.
+    /// </summary>
+    public async Task<bool> PauseReadingUntilUnreadAsync(TimeSpan timeout)
+    {
+        PauseReading();
+        var settle = TimeSpan.FromMilliseconds(20);
+        var deadline = DateTime.UtcNow + timeout;
+        while (DateTime.UtcNow < deadline && channel.Active)
+        {
+            var frames = FramesReceived;
+            if (UnreadBytesInKernel > 0)
+            {
+                await Task.Delay(settle);
+                if (UnreadBytesInKernel > 0 && FramesReceived == frames)
+                {
+                    return true;
+                }
+            }
+            else
+            {
+                await Task.Delay(5);
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>Bytes the kernel holds for us that nobody has read yet.</summary>
     public int UnreadBytesInKernel => SocketAccess.TryGetSocket(channel) is { } socket ? SafeAvailable(socket) : 0;
 
@@ -257,14 +288,7 @@ public sealed class GameConnection : IAsyncDisposable
 
     private async Task CloseWithUnreadAsync()
     {
-        PauseReading();
-
-        // Wait (bounded) until the server's data is really sitting unread in our receive buffer.
-        var deadline = DateTime.UtcNow.AddMilliseconds(options.ResponseTimeoutMs);
-        while (UnreadBytesInKernel == 0 && DateTime.UtcNow < deadline && channel.Active)
-        {
-            await Task.Delay(5);
-        }
+        await PauseReadingUntilUnreadAsync(TimeSpan.FromMilliseconds(options.ResponseTimeoutMs));
 
         await RunOnLoopAsync(() =>
         {

@@ -77,8 +77,7 @@ public sealed class Bot
 
         if (plan.StopReading)
         {
-            connection.PauseReading();
-            await WaitForUnreadAsync(connection, cancellationToken);
+            await connection.PauseReadingUntilUnreadAsync(TimeSpan.FromSeconds(10));
         }
 
         if (!plan.Quiet)
@@ -180,15 +179,6 @@ public sealed class Bot
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // The connection ended under the flood; the close report says how.
-        }
-    }
-
-    private static async Task WaitForUnreadAsync(GameConnection connection, CancellationToken cancellationToken)
-    {
-        var deadline = DateTime.UtcNow.AddSeconds(10);
-        while (connection.UnreadBytesInKernel == 0 && DateTime.UtcNow < deadline && connection.Channel.Active)
-        {
-            await Task.Delay(5, cancellationToken);
         }
     }
 
