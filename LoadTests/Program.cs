@@ -122,7 +122,11 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
         new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameServer.dll");
     var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
     info.ArgumentList.Add(Path.GetFullPath(dll));
-    foreach (var arg in new[] { $"--Server:Port={port}", $"--Metrics:Port={metricsPort}", "--Logging:LogLevel:Default=Warning" }.Concat(extra))
+    foreach (var arg in new[]
+    {
+        $"--Server:Port={port}", $"--Metrics:Port={metricsPort}", "--Logging:LogLevel:Default=Warning",
+        "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information",
+    }.Concat(extra))
     {
         info.ArgumentList.Add(arg);
     }
@@ -131,7 +135,7 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
     var ready = new TaskCompletionSource();
     process.OutputDataReceived += (_, e) =>
     {
-        if (e.Data?.Contains("listening", StringComparison.Ordinal) == true || e.Data?.Contains("Application started", StringComparison.Ordinal) == true)
+        if (e.Data?.Contains("Game server listening on", StringComparison.Ordinal) == true)
         {
             ready.TrySetResult();
         }
@@ -139,23 +143,14 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
     process.BeginOutputReadLine();
     process.BeginErrorReadLine();
 
-    // With warnings only, the "listening" line is not printed: wait for the port instead.
-    var deadline = DateTime.UtcNow.AddSeconds(60);
-    while (DateTime.UtcNow < deadline)
+    // Waiting for the log line, not probing the port: a probe connection would itself be counted as a close
+    // (peer_closed) and spoil the comparison of close reasons.
+    if (!ready.Task.Wait(TimeSpan.FromSeconds(60)))
     {
-        try
-        {
-            using var probe = new TcpClient();
-            probe.Connect(IPAddress.Loopback, port);
-            return process;
-        }
-        catch (SocketException)
-        {
-            Thread.Sleep(100);
-        }
+        throw new InvalidOperationException("the server did not start listening within 60 s");
     }
 
-    throw new InvalidOperationException("the server did not start listening within 60 s");
+    return process;
 }
 
 static async Task<Dictionary<string, double>> ReadClosedAsync(HttpClient http, string url)
