@@ -12,15 +12,25 @@ public sealed class Bot
     private readonly TextWriter output;
     private readonly Dictionary<string, long> received = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource streamItemsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Task? closeGate;
     private readonly Dictionary<long, TaskCompletionSource> pendingEchoes = [];
     private StateUpdate? lastUpdate;
     private long streamItems;
 
-    public Bot(BotPlan plan, TextWriter output)
+    /// <param name="closeGate">
+    /// For one of several bots in a process: the bot does not print <c>ready</c> itself and waits for this gate before
+    /// it closes, so the process says <c>ready</c> once, when all of them are, and none ends before the others are set.
+    /// </param>
+    public Bot(BotPlan plan, TextWriter output, Task? closeGate = null)
     {
         this.plan = plan;
         this.output = output;
+        this.closeGate = closeGate;
     }
+
+    /// <summary>Completes when everything before the close is done (or the bot could not connect).</summary>
+    public Task Ready => ready.Task;
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -32,6 +42,7 @@ public sealed class Bot
         catch (GameClientException ex)
         {
             await Console.Error.WriteLineAsync($"error: {ex.Message}");
+            ready.TrySetException(ex);
             return 1;
         }
 
@@ -85,8 +96,16 @@ public sealed class Bot
             await PrintReceivedAsync();
         }
 
-        await output.WriteLineAsync("ready");
-        await output.FlushAsync(cancellationToken);
+        ready.TrySetResult();
+        if (closeGate is null)
+        {
+            await output.WriteLineAsync("ready");
+            await output.FlushAsync(cancellationToken);
+        }
+        else
+        {
+            await closeGate.WaitAsync(cancellationToken);
+        }
 
         if (plan.HoldMs > 0)
         {

@@ -29,23 +29,35 @@ close.Validators.Add(result =>
     }
 });
 var quiet = new Option<bool>("--quiet") { Description = "Print only the summary lines" };
+var connections = new Option<int>("--connections")
+{
+    Description = "Connections this process holds, each running the same plan (names get -1, -2, ...)",
+    DefaultValueFactory = _ => 1,
+};
+connections.Validators.Add(result =>
+{
+    if (result.GetValueOrDefault<int>() is < 1 or > 10_000)
+    {
+        result.AddError("--connections must be between 1 and 10000");
+    }
+});
 
 var root = new RootCommand("Plays a short session against a game server and prints what it received.")
 {
     host, port, name, room, moves, moveInterval, echoes, stream, streamPayload, streamInterval, waitItems, stopReading,
-    flood, hold, close, quiet,
+    flood, hold, close, quiet, connections,
 };
 
-root.SetAction((result, cancellationToken) =>
+root.SetAction(async (result, cancellationToken) =>
 {
     _ = ClientCloseModes.TryParse(result.GetValue(close)!, out var mode); // checked by the option's validator
-    var plan = new BotPlan
+    BotPlan PlanFor(string playerName) => new()
     {
         Client = new GameClientOptions
         {
             Host = result.GetValue(host)!,
             Port = result.GetValue(port),
-            PlayerName = result.GetValue(name)!,
+            PlayerName = playerName,
         },
         Room = result.GetValue(room),
         Moves = result.GetValue(moves),
@@ -61,7 +73,36 @@ root.SetAction((result, cancellationToken) =>
         Close = mode,
         Quiet = result.GetValue(quiet),
     };
-    return new Bot(plan, Console.Out).RunAsync(cancellationToken);
+
+    var count = result.GetValue(connections);
+    if (count == 1)
+    {
+        return await new Bot(PlanFor(result.GetValue(name)!), Console.Out).RunAsync(cancellationToken);
+    }
+
+    // Many connections in one process, so that killing the process ends all of them at once (the load suite's
+    // SIGKILL victims). The process says "ready" once, when every connection is.
+    var output = TextWriter.Synchronized(Console.Out);
+    var gate = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    var bots = Enumerable.Range(1, count)
+        .Select(i => new Bot(PlanFor($"{result.GetValue(name)}-{i}"), output, gate.Task))
+        .ToList();
+    var runs = bots.Select(bot => Task.Run(() => bot.RunAsync(cancellationToken), cancellationToken)).ToList();
+    var allReady = Task.WhenAll(bots.Select(bot => bot.Ready));
+    await Task.WhenAny(allReady, Task.WhenAny(runs)); // a run that ends before it is ready failed
+    if (!allReady.IsCompletedSuccessfully)
+    {
+        await Console.Error.WriteLineAsync("error: not every connection got ready");
+        gate.TrySetResult();
+        await Task.WhenAll(runs).ContinueWith(_ => { }, TaskScheduler.Default);
+        return 1;
+    }
+
+    await output.WriteLineAsync("ready");
+    await output.FlushAsync(cancellationToken);
+    gate.TrySetResult();
+    var codes = await Task.WhenAll(runs);
+    return codes.Max();
 });
 
 return await root.Parse(args).InvokeAsync();

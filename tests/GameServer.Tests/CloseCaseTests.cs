@@ -87,6 +87,28 @@ public class CloseCaseTests
     }
 
     [Fact]
+    public async Task S4_KilledBotProcess_EndsEveryConnectionItHeld_AsPeerReset()
+    {
+        // The load suite's SIGKILL victims: one process, several connections, all ended by the kernel at once.
+        await using var server = await TestServer.StartAsync(NoRateLimit);
+        using var bot = BotProcess.Start(
+            "--port", server.EndPoint.Port.ToString(), "--name", "s4many", "--connections", "4", "--room", "s4many",
+            "--moves", "3", "--move-interval-ms", "10", "--stop-reading", "--close", "silent", "--quiet");
+        await bot.WaitReadyAsync();
+        var held = server.Registry.Snapshot();
+        Assert.Equal(4, held.Count);
+
+        bot.Signal(9); // SIGKILL
+        await bot.WaitExitAsync();
+
+        var closed = await Task.WhenAll(held.Select(c => c.Closed.WaitAsync(CaseTimeout)));
+        Assert.All(closed, c => Assert.Equal(CloseReason.PeerReset, c.Reason));
+        Assert.All(closed, c => Assert.Equal(104, c.Errno));
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
     public async Task S5_ServerWritesAfterClientClosed_SecondWriteFailsWithBrokenPipe()
     {
         await using var server = await TestServer.StartAsync();
