@@ -20,10 +20,18 @@ public static class GameScenarios
     /// Echo round trip, paced at the client tick rate. StateUpdate lateness is recorded as the step
     /// <c>state_update</c>. Each copy keeps its connection across invocations and replaces it if it died.
     /// </summary>
-    public static ScenarioProps Play(Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp) =>
-        Scenario.Create("play", async context =>
+    public static ScenarioProps Play(Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp)
+    {
+        var pool = new ClientPool<PlayerBot>(
+            context => PlayerBot.ConnectAsync(
+                client(context.ScenarioInfo.InstanceId),
+                $"room{context.ScenarioInfo.InstanceNumber / roomSize}",
+                lateness => context.Record("state_update", Response.Ok(), lateness)),
+            bot => bot.Connection.Closed,
+            bot => bot.DisposeAsync());
+        return Scenario.Create("play", async context =>
             {
-                var bot = await PlayerFor(context, client, roomSize);
+                var bot = await pool.GetAsync(context);
                 await Step.Run("move", context, async () =>
                 {
                     await bot.MoveAsync();
@@ -39,15 +47,8 @@ public static class GameScenarios
             })
             .WithLoadSimulations(load)
             .WithWarmUpDuration(warmUp)
-            .WithClean(async _ =>
-            {
-                foreach (var bot in Players.Values)
-                {
-                    await bot.DisposeAsync();
-                }
-
-                Players.Clear();
-            });
+            .WithClean(async _ => await pool.DisposeAsync());
+    }
 
     /// <summary>
     /// Connect, play briefly, leave with the Goodbye handshake; an invocation fails with <c>lost_frames</c> unless the
@@ -71,28 +72,4 @@ public static class GameScenarios
             })
             .WithLoadSimulations(load)
             .WithoutWarmUp();
-
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, PlayerBot> Players = new(StringComparer.Ordinal);
-
-    private static async Task<PlayerBot> PlayerFor(IScenarioContext context, Func<string, GameClientOptions> client, int roomSize)
-    {
-        var id = context.ScenarioInfo.InstanceId;
-        if (Players.TryGetValue(id, out var bot) && bot.Connection.Channel.Active)
-        {
-            return bot;
-        }
-
-        // A dead connection is replaced, and the replacement is counted, so the pool never serves a corpse.
-        if (bot is not null)
-        {
-            context.Record("reconnect", Response.Ok(), TimeSpan.Zero);
-            await bot.DisposeAsync();
-        }
-
-        var room = $"room{context.ScenarioInfo.InstanceNumber / roomSize}";
-        bot = await PlayerBot.ConnectAsync(
-            client(id), room, lateness => context.Record("state_update", Response.Ok(), lateness));
-        Players[id] = bot;
-        return bot;
-    }
 }

@@ -1,0 +1,92 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+
+namespace LoadTests.Harness;
+
+/// <summary>
+/// Long-lived clients, one slot per scenario copy. NBomber's pool hands out whatever it holds, so a copy whose
+/// connection the server (or the network) ended keeps failing on a corpse until the run ends. This pool watches
+/// each client's end as it happens and, when a copy asks for its client, replaces a dead one with a fresh connection;
+/// the replacement and the connect time are recorded as steps (<c>reconnect</c>, <c>connect</c>) so a run shows how
+/// often its clients died instead of hiding it.
+/// </summary>
+public sealed class ClientPool<TClient> : IAsyncDisposable
+    where TClient : class
+{
+    private readonly Func<IScenarioContext, Task<TClient>> connect;
+    private readonly Func<TClient, Task> ended;
+    private readonly Func<TClient, ValueTask> dispose;
+    private readonly ConcurrentDictionary<int, Slot> slots = new();
+    private long died;
+    private long replaced;
+
+    /// <param name="connect">Opens a client for the copy asking (its instance number is the slot).</param>
+    /// <param name="ended">A task that completes when the client's connection has ended, for whatever reason.</param>
+    /// <param name="dispose">Ends a client the pool no longer wants (a dead one, or all of them at the end).</param>
+    public ClientPool(Func<IScenarioContext, Task<TClient>> connect, Func<TClient, Task> ended, Func<TClient, ValueTask> dispose)
+    {
+        this.connect = connect;
+        this.ended = ended;
+        this.dispose = dispose;
+    }
+
+    /// <summary>Clients currently held, alive or not yet noticed by their copy.</summary>
+    public int Count => slots.Count;
+
+    /// <summary>Clients whose connection ended while they were in the pool.</summary>
+    public long Died => Interlocked.Read(ref died);
+
+    /// <summary>Dead clients replaced by a fresh connection.</summary>
+    public long Replaced => Interlocked.Read(ref replaced);
+
+    /// <summary>The copy's client: the one it had if that is still alive, otherwise a new connection.</summary>
+    public async Task<TClient> GetAsync(IScenarioContext context)
+    {
+        var number = context.ScenarioInfo.InstanceNumber;
+        if (slots.TryGetValue(number, out var slot))
+        {
+            if (!slot.Ended.IsCompleted)
+            {
+                return slot.Client;
+            }
+
+            slots.TryRemove(number, out _);
+            Interlocked.Increment(ref replaced);
+            context.Record("reconnect", Response.Ok(), TimeSpan.Zero);
+            await dispose(slot.Client);
+        }
+
+        var started = Stopwatch.GetTimestamp();
+        var client = await connect(context);
+        context.Record("connect", Response.Ok(), Stopwatch.GetElapsedTime(started));
+        var end = ended(client);
+        slots[number] = new Slot(client, end);
+        _ = end.ContinueWith(
+            _ =>
+            {
+                // Clients the pool ends itself were taken out first; only an end that came from outside is a death.
+                if (slots.TryGetValue(number, out var held) && ReferenceEquals(held.Client, client))
+                {
+                    Interlocked.Increment(ref died);
+                }
+            },
+            CancellationToken.None,
+            TaskContinuationOptions.ExecuteSynchronously,
+            TaskScheduler.Default);
+        return client;
+    }
+
+    /// <summary>Ends every client still held (the scenario's clean step).</summary>
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var number in slots.Keys)
+        {
+            if (slots.TryRemove(number, out var slot))
+            {
+                await dispose(slot.Client);
+            }
+        }
+    }
+
+    private sealed record Slot(TClient Client, Task Ended);
+}
