@@ -11,7 +11,17 @@ using LoadTests.Scenarios;
 using Microsoft.Extensions.Logging.Abstractions;
 
 // ./run.sh load [--target host:port --metrics http://host:port/metrics] [--duration 60] [--copies 200] [--churn-rate 20] [--smoke]
-var settings = LoadSettings.Load(args);
+LoadSettings settings;
+try
+{
+    settings = LoadSettings.Load(args);
+}
+catch (Exception ex) when (ex is ArgumentException or FormatException or OverflowException or JsonException)
+{
+    await Console.Error.WriteLineAsync($"load: {ex.Message}");
+    return 2;
+}
+
 Process? server = null;
 if (settings.Target is null)
 {
@@ -26,14 +36,14 @@ GameClientOptions Client(string name) => new() { Host = host, Port = targetPort,
 var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
 var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
 
-Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s, {settings.DurationSeconds} s");
+Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), {settings.DurationSeconds} s");
 using var http = new HttpClient();
 var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
 
 var closedBefore = settings.Metrics is null ? null : await ReadClosedAsync(http, settings.Metrics);
 var botDll = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "GameClient", "Bot", "bin",
     new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameClient.Bot.dll"));
-var chaos = new ChaosScenario(Client, botDll);
+var chaos = new ChaosScenario(Client, botDll, settings.ChaosBotConnections);
 
 var result = await LoadRunner
     .RegisterScenarios(
@@ -192,6 +202,9 @@ namespace LoadTests
         /// <summary>Victims per second in the chaos scenario.</summary>
         public int ChaosRate { get; init; } = 2;
 
+        /// <summary>Connections each bot victim process holds (exit-without-close and SIGKILL end them all at once).</summary>
+        public int ChaosBotConnections { get; init; } = 4;
+
         public double MaxFailPercent { get; init; } = 1;
 
         public double MaxEchoP99Ms { get; init; } = 250;
@@ -220,6 +233,12 @@ namespace LoadTests
                     "--copies" => settings with { Copies = NextInt() },
                     "--churn-rate" => settings with { ChurnRate = NextInt() },
                     "--chaos-rate" => settings with { ChaosRate = NextInt() },
+                    "--chaos-bot-connections" => settings with { ChaosBotConnections = NextInt() },
+                    "--room-size" => settings with { RoomSize = NextInt() },
+                    "--tick-ms" => settings with { ClientTickMs = NextInt() },
+                    "--warm-up" => settings with { WarmUpSeconds = NextInt() },
+                    "--max-fail-percent" => settings with { MaxFailPercent = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--max-echo-p99-ms" => settings with { MaxEchoP99Ms = double.Parse(Next(), CultureInfo.InvariantCulture) },
                     "--report-folder" => settings with { ReportFolder = Next() },
                     "--smoke" => settings with
                     {
@@ -233,7 +252,32 @@ namespace LoadTests
                 };
             }
 
-            return settings;
+            return settings.Validated();
+        }
+
+        private LoadSettings Validated()
+        {
+            void Require(bool holds, string message)
+            {
+                if (!holds)
+                {
+                    throw new ArgumentException(message);
+                }
+            }
+
+            Require(DurationSeconds >= 1, "--duration must be at least 1 second");
+            Require(WarmUpSeconds >= 0, "--warm-up must not be negative");
+            Require(Copies >= 0, "--copies must not be negative");
+            Require(RoomSize >= 1, "--room-size must be at least 1");
+            Require(ClientTickMs >= 1, "--tick-ms must be at least 1");
+            Require(ChurnRate >= 0 && ChaosRate >= 0, "rates must not be negative");
+            Require(ChaosBotConnections is >= 1 and <= 10_000, "--chaos-bot-connections must be between 1 and 10000");
+            Require(MaxFailPercent >= 0 && MaxEchoP99Ms > 0, "threshold bounds must be positive");
+            Require(
+                Target is null || (Target.LastIndexOf(':') > 0 && int.TryParse(Target[(Target.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536),
+                $"--target must be host:port, not '{Target}'");
+            Require(Metrics is null || Uri.IsWellFormedUriString(Metrics, UriKind.Absolute), $"--metrics must be an absolute URL, not '{Metrics}'");
+            return this;
         }
     }
 }

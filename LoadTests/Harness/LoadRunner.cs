@@ -8,8 +8,8 @@ namespace LoadTests.Harness;
 public sealed record Threshold(string Description, Func<StepSnapshot, bool> Applies, Func<StepSnapshot, bool> Holds);
 
 /// <summary>
-/// Runs scenarios side by side (NBomber's <c>NBomberRunner.RegisterScenarios(…).Run()</c>), prints one progress line
-/// per scenario every interval, and writes Markdown, CSV and HTML reports.
+/// Runs scenarios side by side (NBomber's <c>NBomberRunner.RegisterScenarios(…).Run()</c>), shows their progress
+/// (a live table on a terminal, plain lines otherwise), and writes Markdown, CSV and HTML reports.
 /// </summary>
 public sealed class LoadRunner
 {
@@ -48,18 +48,7 @@ public sealed class LoadRunner
         var runners = scenarios.Select(s => new ScenarioRunner(s, logger)).ToList();
         var running = runners.Select(r => r.RunAsync(cancellationToken)).ToList();
         var all = Task.WhenAll(running);
-        while (!all.IsCompleted)
-        {
-            await Task.WhenAny(all, Task.Delay(progressInterval, CancellationToken.None));
-            foreach (var runner in runners)
-            {
-                var global = runner.Snapshot().FirstOrDefault(s => s.Step == "global");
-                await output.WriteLineAsync(string.Create(
-                    CultureInfo.InvariantCulture,
-                    $"[{runner.Name}] {runner.Elapsed:mm\\:ss}/{runner.TotalDuration:mm\\:ss} load={runner.CurrentLoad}{(runner.CurrentRate > 0 ? $" rate={runner.CurrentRate:0}/s" : string.Empty)} rps={global?.Rps ?? 0:0} p99={global?.P99Ms ?? 0:0.0}ms ok={global?.Ok ?? 0} fail={global?.Fail ?? 0}"));
-            }
-        }
-
+        await Progress.For(output, progressInterval).RunAsync(runners, all);
         await all;
         var stats = runners.SelectMany(r => r.Snapshot()).ToList();
         var failures = thresholds

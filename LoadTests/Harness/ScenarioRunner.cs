@@ -24,6 +24,7 @@ public sealed class ScenarioRunner
     private volatile bool recording;
     private long started;
     private long recordingStarted;
+    private long recordingEnded;
     private int nextInstance;
 
     public ScenarioRunner(ScenarioProps props, ILogger logger)
@@ -46,7 +47,10 @@ public sealed class ScenarioRunner
 
     public IReadOnlyList<StepSnapshot> Snapshot()
     {
-        var measured = recordingStarted == 0 ? TimeSpan.Zero : Stopwatch.GetElapsedTime(recordingStarted);
+        // Rates are over the load simulations only: the clean step (closing every client) is not part of the load.
+        var measured = recordingStarted == 0 ? TimeSpan.Zero
+            : recordingEnded == 0 ? Stopwatch.GetElapsedTime(recordingStarted)
+            : Stopwatch.GetElapsedTime(recordingStarted, recordingEnded);
         return steps.Values.OrderBy(s => s.Step == InvocationStep ? string.Empty : s.Step, StringComparer.Ordinal)
             .Select(s => s.Snapshot(measured)).ToList();
     }
@@ -74,6 +78,8 @@ public sealed class ScenarioRunner
                 await RunSimulationAsync(simulation, previousLoad, cancellationToken);
                 previousLoad = LoadOf(simulation);
             }
+
+            recordingEnded = Stopwatch.GetTimestamp();
         }
         finally
         {

@@ -9,7 +9,7 @@ namespace LoadTests.Scenarios;
 /// <summary>
 /// The killer: while players play, victims join a room and are ended mid-stream in every way the close cases list,
 /// in turn. In-process victims abort, close with unread data, FIN, half-close, go silent or say Goodbye; bot
-/// processes exit without closing or are killed with SIGKILL. Each mode's expected server-side close reason is
+/// processes, each holding several connections, exit without closing or are killed with SIGKILL. Each mode's expected server-side close reason is
 /// tallied, so the run can compare it with what the server reports.
 /// </summary>
 public sealed class ChaosScenario
@@ -26,15 +26,23 @@ public sealed class ChaosScenario
         ("goodbye", "client_goodbye"),
     ];
 
+    // Longer than any sane heartbeat interval times misses; a server that has not ended a silent peer by then shows as
+    // a heartbeat_timeout mismatch in the run's table.
+    private static readonly TimeSpan SilentVictimBound = TimeSpan.FromSeconds(60);
+
     private readonly Func<string, GameClientOptions> client;
     private readonly string botDll;
-    private readonly ConcurrentBag<GameConnection> silent = [];
+    private readonly int botConnections;
+    private readonly ConcurrentBag<(GameConnection Connection, Task Ended)> silent = [];
     private long turn;
 
-    public ChaosScenario(Func<string, GameClientOptions> client, string botDll)
+    /// <param name="botConnections">Connections each bot victim process holds; all of them end with the process.</param>
+    public ChaosScenario(Func<string, GameClientOptions> client, string botDll, int botConnections)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(botConnections, 1);
         this.client = client;
         this.botDll = botDll;
+        this.botConnections = botConnections;
     }
 
     /// <summary>Expected server close reasons, per reason, for the victims ended so far.</summary>
@@ -45,24 +53,31 @@ public sealed class ChaosScenario
             {
                 var (mode, expected) = Modes[(int)(Interlocked.Increment(ref turn) - 1) % Modes.Length];
                 var victim = $"chaos{context.ScenarioInfo.InstanceNumber}";
+                var victims = 1;
                 if (mode is "exit-without-close" or "sigkill")
                 {
                     await RunBotVictimAsync(victim, mode);
+                    victims = botConnections;
                 }
                 else
                 {
                     await RunInProcessVictimAsync(victim, mode);
                 }
 
-                Expected.AddOrUpdate(expected, 1, (_, n) => n + 1);
+                Expected.AddOrUpdate(expected, victims, (_, n) => n + victims);
                 return Response.Ok(statusCode: mode);
             })
             .WithLoadSimulations(load)
             .WithoutWarmUp()
             .WithClean(async _ =>
             {
-                foreach (var connection in silent)
+                // A silent victim is ended by the server's heartbeat, which may come after the last invocation: wait
+                // for it (bounded), so the run compares the close the server chose, not one the suite forced. Reading
+                // again (still not answering Pings) is what lets the victim see that close at all.
+                foreach (var (connection, ended) in silent)
                 {
+                    connection.ResumeReading();
+                    await ended.WaitAsync(SilentVictimBound).ContinueWith(_ => { }, TaskScheduler.Default);
                     await connection.DisposeAsync();
                 }
             });
@@ -70,6 +85,8 @@ public sealed class ChaosScenario
     private async Task RunInProcessVictimAsync(string name, string mode)
     {
         var options = client(name);
+        // A hung peer never answers a Ping, not even after the clean step lets it read again to see its end.
+        options.AnswerPings = mode != "silent";
         var connection = await GameConnection.ConnectAsync(options);
 
         // Victims that must leave nothing unread (FIN, half-close) stay out of rooms; the others play in one, so the
@@ -99,8 +116,7 @@ public sealed class ChaosScenario
                 await connection.CloseAsync(ClientCloseMode.HalfClose);
                 break;
             case "silent":
-                _ = connection.CloseAsync(ClientCloseMode.Silent); // completes when the server gives up on it
-                silent.Add(connection);
+                silent.Add((connection, connection.CloseAsync(ClientCloseMode.Silent))); // completes when the server gives up on it
                 break;
             default:
                 await connection.GoodbyeAsync("chaos");
@@ -116,7 +132,11 @@ public sealed class ChaosScenario
         string[] args = mode == "sigkill"
             ? ["--room", "chaos", "--moves", "5", "--move-interval-ms", "10", "--stop-reading", "--close", "silent"]
             : ["--room", "chaos", "--stop-reading", "--close", "exit-without-close"];
-        foreach (var arg in new[] { "--host", options.Host, "--port", options.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--name", name, "--quiet" }.Concat(args))
+        foreach (var arg in new[]
+        {
+            "--host", options.Host, "--port", options.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--name", name, "--quiet",
+            "--connections", botConnections.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        }.Concat(args))
         {
             info.ArgumentList.Add(arg);
         }
