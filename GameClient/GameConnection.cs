@@ -230,30 +230,36 @@ public sealed class GameConnection : IAsyncDisposable
 
     /// <summary>
     /// Stops reading and waits (bounded) until data from the server sits unread in the kernel's receive buffer, as
-    /// the close-with-unread cases need. DotNetty may still have one receive posted when reading pauses, which
-    /// would take the next bytes into user space: data only counts as stuck once it has stayed unread, with no frame
-    /// arriving, for a short settle time.
+    /// the close-with-unread cases need. DotNetty may still have one receive posted when reading pauses, and on a
+    /// busy machine its completion can run tens of milliseconds late and then take everything the kernel held: a
+    /// process that dies just after would send FIN, not RST. So data only counts as stuck once it has been seen at
+    /// every look across a settle time, never shrinking, with no frame arriving.
     /// </summary>
     public async Task<bool> PauseReadingUntilUnreadAsync(TimeSpan timeout)
     {
         PauseReading();
-        var settle = TimeSpan.FromMilliseconds(20);
+        const int looks = 4;
+        var between = TimeSpan.FromMilliseconds(40);
         var deadline = DateTime.UtcNow + timeout;
         while (DateTime.UtcNow < deadline && channel.Active)
         {
             var frames = FramesReceived;
-            if (UnreadBytesInKernel > 0)
+            var unread = UnreadBytesInKernel;
+            var stuck = unread > 0;
+            for (var look = 0; stuck && look < looks; look++)
             {
-                await Task.Delay(settle);
-                if (UnreadBytesInKernel > 0 && FramesReceived == frames)
-                {
-                    return true;
-                }
+                await Task.Delay(between);
+                var now = UnreadBytesInKernel;
+                stuck = now >= unread && FramesReceived == frames;
+                unread = now;
             }
-            else
+
+            if (stuck)
             {
-                await Task.Delay(5);
+                return true;
             }
+
+            await Task.Delay(5);
         }
 
         return false;

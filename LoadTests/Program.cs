@@ -23,11 +23,14 @@ catch (Exception ex) when (ex is ArgumentException or FormatException or Overflo
 }
 
 Process? server = null;
+string? serverLog = null;
 if (settings.Target is null)
 {
     var port = FreePort();
     var metricsPort = FreePort();
-    server = StartServer(port, metricsPort, settings.ServerArgs);
+    Directory.CreateDirectory(settings.ReportFolder);
+    serverLog = Path.GetFullPath(Path.Combine(settings.ReportFolder, "server.log"));
+    server = StartServer(port, metricsPort, settings.ServerArgs, serverLog);
     settings = settings with { Target = $"127.0.0.1:{port}", Metrics = $"http://127.0.0.1:{metricsPort}/metrics" };
 }
 
@@ -108,6 +111,11 @@ if (server is not null)
 }
 
 Console.WriteLine($"reports: {Path.GetFullPath(result.ReportFolder)}");
+if (serverLog is not null)
+{
+    Console.WriteLine($"server log: {serverLog}");
+}
+
 Console.WriteLine(problems.Count == 0 ? "load: all thresholds held" : "load: FAILED\n" + string.Join('\n', problems.Select(p => $"  - {p}")));
 return problems.Count == 0 ? 0 : 1;
 
@@ -126,7 +134,7 @@ static (string Host, int Port) ParseTarget(string target)
         : throw new ArgumentException($"--target must be host:port, not '{target}'");
 }
 
-static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extra)
+static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extra, string logFile)
 {
     var dll = Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "GameServer", "bin",
         new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameServer.dll");
@@ -136,6 +144,10 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
     {
         $"--Server:Port={port}", $"--Metrics:Port={metricsPort}", "--Logging:LogLevel:Default=Warning",
         "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information",
+
+        // Every connection's close reason and every session's player name, so a mismatch in the close-reason table
+        // can be traced to the victims it concerns.
+        "--Logging:LogLevel:GameServer.Connection=Information", "--Logging:LogLevel:GameServer.Game.SessionHandler=Information",
     }.Concat(extra))
     {
         info.ArgumentList.Add(arg);
@@ -143,11 +155,26 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
 
     var process = Process.Start(info)!;
     var ready = new TaskCompletionSource();
+    // Flushed line by line and left open: the server's last lines may come while the suite is exiting.
+    var log = TextWriter.Synchronized(new StreamWriter(logFile) { AutoFlush = true });
     process.OutputDataReceived += (_, e) =>
     {
-        if (e.Data?.Contains("Game server listening on", StringComparison.Ordinal) == true)
+        if (e.Data is null)
+        {
+            return;
+        }
+
+        log.WriteLine(e.Data);
+        if (e.Data.Contains("Game server listening on", StringComparison.Ordinal))
         {
             ready.TrySetResult();
+        }
+    };
+    process.ErrorDataReceived += (_, e) =>
+    {
+        if (e.Data is not null)
+        {
+            log.WriteLine(e.Data);
         }
     };
     process.BeginOutputReadLine();

@@ -13,6 +13,7 @@ public sealed class Bot
     private readonly Dictionary<string, long> received = new(StringComparer.Ordinal);
     private readonly TaskCompletionSource streamItemsSeen = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource readyToExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Task? closeGate;
     private readonly Dictionary<long, TaskCompletionSource> pendingEchoes = [];
     private StateUpdate? lastUpdate;
@@ -31,6 +32,9 @@ public sealed class Bot
 
     /// <summary>Completes when everything before the close is done (or the bot could not connect).</summary>
     public Task Ready => ready.Task;
+
+    /// <summary>For one of several bots closing with exit-without-close: completes when the process may exit.</summary>
+    public Task ReadyToExit => readyToExit.Task;
 
     public async Task<int> RunAsync(CancellationToken cancellationToken)
     {
@@ -123,8 +127,23 @@ public sealed class Bot
 
         if (plan.Close == ClientCloseMode.ExitWithoutClose)
         {
-            // The point of this mode: the kernel, not the program, closes the socket.
-            Environment.Exit(0);
+            // The kernel resets a socket only if data sits unread when it closes it. Under load a receive posted
+            // before the pause can still take what was unread when this bot said ready, so look again at the last
+            // moment; the room's updates keep coming, and after that receive nothing takes them.
+            if (plan.StopReading)
+            {
+                await connection.PauseReadingUntilUnreadAsync(TimeSpan.FromSeconds(10));
+            }
+
+            // The point of this mode: the kernel, not the program, closes the socket. One of several bots in a
+            // process leaves the exit to the process, once all of them are set.
+            if (closeGate is null)
+            {
+                Environment.Exit(0);
+            }
+
+            readyToExit.TrySetResult();
+            await Task.Delay(Timeout.Infinite, cancellationToken);
         }
 
         if (plan.Close == ClientCloseMode.Goodbye)

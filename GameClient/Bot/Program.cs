@@ -101,6 +101,16 @@ root.SetAction(async (result, cancellationToken) =>
     await output.WriteLineAsync("ready");
     await output.FlushAsync(cancellationToken);
     gate.TrySetResult();
+    if (mode == ClientCloseMode.ExitWithoutClose)
+    {
+        var allSet = Task.WhenAll(bots.Select(bot => bot.ReadyToExit));
+        await Task.WhenAny(allSet, Task.WhenAll(runs));
+        if (allSet.IsCompletedSuccessfully)
+        {
+            Environment.Exit(0); // the kernel closes every socket, not the program
+        }
+    }
+
     var codes = await Task.WhenAll(runs);
     return codes.Max();
 });

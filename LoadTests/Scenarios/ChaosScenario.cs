@@ -30,6 +30,8 @@ public sealed class ChaosScenario
     // a heartbeat_timeout mismatch in the run's table.
     private static readonly TimeSpan SilentVictimBound = TimeSpan.FromSeconds(60);
 
+    private static readonly TimeSpan UnreadPileUp = TimeSpan.FromMilliseconds(250);
+
     private readonly Func<string, GameClientOptions> client;
     private readonly string botDll;
     private readonly int botConnections;
@@ -155,6 +157,9 @@ public sealed class ChaosScenario
         await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
         if (mode == "sigkill")
         {
+            // A few server ticks first, so room updates pile up unread on every connection the bot holds: the kernel
+            // answers the death of a socket with unread data with RST, which is the case this mode is for.
+            await Task.Delay(UnreadPileUp);
             process.Kill(); // SIGKILL on Linux
         }
 
