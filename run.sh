@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh server | client | test | load   (bench comes with a later issue)
+# The one entry point: ./run.sh server | client | test | load | bench
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -14,6 +14,7 @@ usage: ./run.sh <command> [args]
   client [options]               build and run the bot client against a server (./run.sh client --help)
   test                           build and run every test; ends with 'N passed, N failed'
   load [options]                 build and run the load suite (starts its own server unless --target host:port)
+  bench [options]                build in Release, measure every server, write docs/PERFORMANCE.md (~10 min)
 USAGE
 }
 
@@ -30,14 +31,16 @@ build() {
   rm -f "$log"
 }
 
-# Debian packages that tests need (iptables for the pulled-cable case). Installed by the project, never by hand.
+# Debian packages that tests and the benchmark need (iptables for the pulled-cable case, gcc for the benchmark's
+# native echo server and load client). Installed by the project, never by hand.
 ensure_test_packages() {
   local missing=()
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
   if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-      echo "installing ${missing[*]} for the network cases" >&2
+      echo "installing ${missing[*]}" >&2
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 ||
         echo "warning: could not install ${missing[*]}; the cases that need them will fail and say so" >&2
     else
@@ -100,6 +103,12 @@ case "$cmd" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  bench)
+    ensure_test_packages
+    CONFIG=Release
+    build bench/Bench/Bench.csproj
+    exec dotnet "bench/Bench/bin/Release/$OUT/Bench.dll" --out docs/PERFORMANCE.md "$@"
     ;;
   load)
     build LoadTests/LoadTests.csproj
