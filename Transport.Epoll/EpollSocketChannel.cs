@@ -1,0 +1,568 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using DotNetty.Buffers;
+using DotNetty.Common.Concurrency;
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+using Transport.Epoll.Native;
+
+using TaskCompletionSource = System.Threading.Tasks.TaskCompletionSource;
+
+namespace Transport.Epoll;
+
+/// <summary>
+/// A TCP connection on the epoll transport. Reads, writes, connects and closes happen inline on its event loop's
+/// thread through libc. Unlike the stock transport it can half-close both ways: with <c>AllowHalfClosure</c> an EOF
+/// fires <see cref="ChannelInputShutdownEvent"/> and leaves the output open, and <see cref="ShutdownOutputAsync"/>
+/// sends a FIN and keeps reading. Errors reach <c>ExceptionCaught</c> as <see cref="SocketException"/>s that carry the
+/// errno, on reads and on writes.
+/// </summary>
+public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpollChannel
+{
+    private static readonly ChannelMetadata ChannelMetadata = new(false, 16);
+
+    private readonly EpollSocketChannelConfig config;
+    private int fd;
+    private uint interest;
+    private bool active;
+    private bool open = true;
+    private bool readPending;
+    private bool inputShutdown;
+    private bool outputShutdown;
+    private bool parked;
+    private TaskCompletionSource? connectPromise;
+    private IScheduledTask? connectTimeout;
+    private IPEndPoint? local;
+    private IPEndPoint? remote;
+
+    /// <summary>A client channel: its socket is made by <c>ConnectAsync</c>.</summary>
+    public EpollSocketChannel()
+        : base(null)
+    {
+        fd = -1;
+        config = new EpollSocketChannelConfig(this);
+    }
+
+    internal EpollSocketChannel(IChannel parent, int acceptedFd)
+        : base(parent)
+    {
+        fd = acceptedFd;
+        active = true;
+        config = new EpollSocketChannelConfig(this);
+        local = SockAddr.LocalOf(fd);
+        remote = SockAddr.RemoteOf(fd);
+    }
+
+    public int FileDescriptor => fd;
+
+    public override IChannelConfiguration Configuration => config;
+
+    public override bool Open => open;
+
+    public override bool Active => active && open;
+
+    public override ChannelMetadata Metadata => ChannelMetadata;
+
+    public bool IsInputShutdown => inputShutdown;
+
+    public bool IsOutputShutdown => outputShutdown || !Active;
+
+    protected override EndPoint? LocalAddressInternal => local;
+
+    protected override EndPoint? RemoteAddressInternal => remote;
+
+    public new IServerSocketChannel? Parent => (IServerSocketChannel?)base.Parent;
+
+    /// <summary>Sends FIN (shutdown(SHUT_WR)) after what is already written; reading goes on.</summary>
+    public Task ShutdownOutputAsync()
+    {
+        var promise = new TaskCompletionSource();
+        if (EventLoop.InEventLoop)
+        {
+            ShutdownOutput(promise);
+        }
+        else
+        {
+            EventLoop.Execute(() => ShutdownOutput(promise));
+        }
+
+        return promise.Task;
+    }
+
+    private void ShutdownOutput(TaskCompletionSource promise)
+    {
+        if (fd < 0 || !open)
+        {
+            promise.TrySetException(new ClosedChannelException());
+            return;
+        }
+
+        if (LibC.shutdown(fd, LibC.SHUT_WR) != 0)
+        {
+            promise.TrySetException(Errno.ToException(Errno.Last));
+            return;
+        }
+
+        outputShutdown = true;
+        promise.TrySetResult();
+    }
+
+    void IEpollChannel.OnEvents(uint events) => ((EpollUnsafe)Unsafe).OnEvents(events);
+
+    void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
+
+    protected override IChannelUnsafe NewUnsafe() => new EpollUnsafe(this);
+
+    protected override bool IsCompatible(IEventLoop eventLoop) => eventLoop is EpollEventLoop;
+
+    private EpollEventLoop Loop => (EpollEventLoop)EventLoop;
+
+    // Level-triggered: EPOLLIN and EPOLLRDHUP are wanted only while reading, or a paused channel would be woken for
+    // ever by data (or a FIN) it must leave unread. EPOLLERR and EPOLLHUP come regardless.
+    private const uint ReadInterest = LibC.EPOLLIN | LibC.EPOLLRDHUP;
+
+    protected override void DoRegister()
+    {
+        if (fd >= 0)
+        {
+            interest = 0;
+            Loop.Add(this, interest);
+        }
+    }
+
+    protected override void DoDeregister()
+    {
+        if (fd >= 0)
+        {
+            Loop.Remove(this);
+        }
+    }
+
+    protected override void DoBind(EndPoint localAddress)
+    {
+        EnsureSocket(localAddress.AddressFamily);
+        Bind(fd, localAddress);
+        local = SockAddr.LocalOf(fd);
+    }
+
+    protected override void DoBeginRead()
+    {
+        if (inputShutdown || fd < 0)
+        {
+            return;
+        }
+
+        readPending = true;
+        SetInterest(ReadInterest, true);
+        Unpark();
+    }
+
+    protected override void DoDisconnect() => DoClose();
+
+    protected override object FilterOutboundMessage(object msg) => msg is IByteBuffer
+        ? msg
+        : throw new NotSupportedException($"the epoll transport writes IByteBuffer messages only, not {msg.GetType().Name}");
+
+    protected override void DoClose()
+    {
+        active = false;
+        open = false;
+        connectTimeout?.Cancel();
+        connectPromise?.TrySetException(new ClosedChannelException());
+        connectPromise = null;
+        if (fd >= 0)
+        {
+            // Out of the epoll set first: once closed, the number can belong to the next accepted connection.
+            if (Registered)
+            {
+                Loop.Remove(this);
+            }
+
+            _ = LibC.close(fd);
+            fd = -1;
+        }
+    }
+
+    protected override unsafe void DoWrite(ChannelOutboundBuffer input)
+    {
+        while (true)
+        {
+            if (input.Size == 0)
+            {
+                SetInterest(LibC.EPOLLOUT, false);
+                return;
+            }
+
+            var segments = input.GetSharedBufferList();
+            long expected = 0;
+            foreach (var segment in segments)
+            {
+                expected += segment.Count;
+            }
+
+            var written = segments.Count == 1 ? SendOne(segments[0]) : SendGathered(segments);
+            if (written < 0)
+            {
+                var errno = Errno.Last;
+                if (errno == LibC.EAGAIN)
+                {
+                    SetInterest(LibC.EPOLLOUT, true);
+                    return;
+                }
+
+                // The stock Flush0 would turn this into a bare ClosedChannelException and never tell the pipeline:
+                // fail the writes with the real cause, say it, and close.
+                var cause = Errno.ToException(errno);
+                input.FailFlushed(cause, true);
+                Pipeline.FireExceptionCaught(cause);
+                Unsafe.CloseAsync();
+                return;
+            }
+
+            input.RemoveBytes(written);
+            if (written < expected)
+            {
+                SetInterest(LibC.EPOLLOUT, true); // the send buffer is full: go on when epoll says it has room
+                return;
+            }
+        }
+    }
+
+    private unsafe long SendOne(ArraySegment<byte> segment)
+    {
+        fixed (byte* data = &segment.Array![segment.Offset])
+        {
+            return LibC.send(fd, data, segment.Count, LibC.MSG_NOSIGNAL);
+        }
+    }
+
+    private unsafe long SendGathered(List<ArraySegment<byte>> segments)
+    {
+        const int MaxIov = 64;
+        var count = Math.Min(segments.Count, MaxIov);
+        var iov = stackalloc LibC.IoVec[count];
+        var handles = stackalloc GCHandle[count];
+        for (var i = 0; i < count; i++)
+        {
+            var segment = segments[i];
+            handles[i] = GCHandle.Alloc(segment.Array, GCHandleType.Pinned);
+            iov[i].Base = (byte*)handles[i].AddrOfPinnedObject() + segment.Offset;
+            iov[i].Length = (nuint)segment.Count;
+        }
+
+        try
+        {
+            var message = new LibC.MsgHdr { Iov = iov, IovLength = (nuint)count };
+            return LibC.sendmsg(fd, &message, LibC.MSG_NOSIGNAL);
+        }
+        finally
+        {
+            for (var i = 0; i < count; i++)
+            {
+                handles[i].Free();
+            }
+        }
+    }
+
+    private void SetInterest(uint flag, bool on)
+    {
+        var next = on ? interest | flag : interest & ~flag;
+        if (next != interest && fd >= 0 && Registered && !parked)
+        {
+            Loop.Modify(this, next);
+        }
+
+        interest = next;
+    }
+
+    /// <summary>
+    /// Takes the descriptor out of the epoll set while it can only report a hang-up or error nobody asked to read:
+    /// level-triggered, EPOLLHUP and EPOLLERR would otherwise wake the loop without end. The error stays pending in
+    /// the socket for the next write (EPIPE) or for the read that resumes it.
+    /// </summary>
+    private void Park()
+    {
+        if (!parked && fd >= 0 && Registered)
+        {
+            Loop.Remove(this);
+            parked = true;
+        }
+    }
+
+    private void Unpark()
+    {
+        if (parked && fd >= 0)
+        {
+            parked = false;
+            Loop.Add(this, interest);
+        }
+    }
+
+    private void EnsureSocket(AddressFamily family)
+    {
+        if (fd >= 0)
+        {
+            return;
+        }
+
+        fd = LibC.socket(family == AddressFamily.InterNetworkV6 ? LibC.AF_INET6 : LibC.AF_INET, LibC.SOCK_STREAM | LibC.SOCK_NONBLOCK | LibC.SOCK_CLOEXEC, 0);
+        if (fd < 0)
+        {
+            throw Errno.ToException(Errno.Last);
+        }
+
+        config.ApplyPending();
+        if (Registered)
+        {
+            interest = 0;
+            Loop.Add(this, interest);
+        }
+    }
+
+    internal static unsafe void Bind(int socket, EndPoint address)
+    {
+        var buffer = stackalloc byte[SockAddr.MaxSize];
+        var length = SockAddr.Write(address, buffer);
+        if (LibC.bind(socket, buffer, length) != 0)
+        {
+            throw Errno.ToException(Errno.Last);
+        }
+    }
+
+    private sealed class EpollUnsafe : AbstractUnsafe
+    {
+        public EpollUnsafe(EpollSocketChannel channel)
+            : base(channel)
+        {
+        }
+
+        private EpollSocketChannel Ch => (EpollSocketChannel)channel;
+
+        public override unsafe Task ConnectAsync(EndPoint remoteAddress, EndPoint localAddress)
+        {
+            var ch = Ch;
+            if (!ch.Open)
+            {
+                return CreateClosedChannelExceptionTask();
+            }
+
+            try
+            {
+                if (ch.connectPromise is not null)
+                {
+                    throw new InvalidOperationException("a connection attempt is already in progress");
+                }
+
+                if (localAddress is not null)
+                {
+                    ch.DoBind(localAddress);
+                }
+
+                ch.EnsureSocket(remoteAddress.AddressFamily);
+                var buffer = stackalloc byte[SockAddr.MaxSize];
+                var length = SockAddr.Write(remoteAddress, buffer);
+                if (LibC.connect(ch.fd, buffer, length) == 0)
+                {
+                    FinishConnected();
+                    return Task.CompletedTask;
+                }
+
+                var errno = Errno.Last;
+                if (errno != LibC.EINPROGRESS)
+                {
+                    throw Errno.ToException(errno);
+                }
+
+                ch.connectPromise = new TaskCompletionSource(remoteAddress);
+                var timeout = ch.config.ConnectTimeout;
+                if (timeout > TimeSpan.Zero)
+                {
+                    ch.connectTimeout = ch.EventLoop.Schedule(
+                        static (c, a) => ((EpollUnsafe)((EpollSocketChannel)c!).Unsafe).ConnectTimedOut((EndPoint)a!), ch, remoteAddress, timeout);
+                }
+
+                ch.SetInterest(LibC.EPOLLOUT, true);
+                return ch.connectPromise.Task;
+            }
+            catch (Exception ex) when (ex is SocketException or ArgumentException or InvalidOperationException)
+            {
+                CloseIfClosed();
+                return Task.FromException(AnnotateConnectException(ex, remoteAddress));
+            }
+        }
+
+        public void OnEvents(uint events)
+        {
+            var ch = Ch;
+            if (ch.connectPromise is not null)
+            {
+                if ((events & (LibC.EPOLLOUT | LibC.EPOLLERR | LibC.EPOLLHUP)) != 0)
+                {
+                    FinishConnect();
+                }
+
+                return;
+            }
+
+            if ((events & LibC.EPOLLOUT) != 0 && ch.fd >= 0)
+            {
+                // Room in the send buffer again: write what waited.
+                Flush0();
+            }
+
+            if (ch.fd < 0)
+            {
+                return;
+            }
+
+            var failed = (events & (LibC.EPOLLERR | LibC.EPOLLHUP)) != 0;
+            var reading = (ch.interest & LibC.EPOLLIN) != 0;
+            if (ch.inputShutdown || (failed && !reading))
+            {
+                // Nothing is reading (the input ended, or reading is paused): whatever the hang-up or error means,
+                // the next write or the resumed read will meet it.
+                if (failed)
+                {
+                    ch.Park();
+                }
+
+                return;
+            }
+
+            if ((events & ReadInterest) != 0 || failed)
+            {
+                ReadReady();
+            }
+        }
+
+        private unsafe void FinishConnect()
+        {
+            var ch = Ch;
+            int error;
+            var size = sizeof(int);
+            if (LibC.getsockopt(ch.fd, LibC.SOL_SOCKET, LibC.SO_ERROR, &error, &size) != 0)
+            {
+                error = Errno.Last;
+            }
+
+            var promise = ch.connectPromise!;
+            ch.connectPromise = null;
+            ch.connectTimeout?.Cancel();
+            ch.SetInterest(LibC.EPOLLOUT, false);
+            if (error != 0)
+            {
+                promise.TrySetException(AnnotateConnectException(Errno.ToException(error), (EndPoint)promise.Task.AsyncState!));
+                CloseIfClosed();
+                _ = CloseAsync();
+                return;
+            }
+
+            FinishConnected();
+            promise.TrySetResult();
+        }
+
+        private void FinishConnected()
+        {
+            var ch = Ch;
+            var wasActive = ch.Active;
+            ch.active = true;
+            ch.local = SockAddr.LocalOf(ch.fd);
+            ch.remote = SockAddr.RemoteOf(ch.fd);
+            if (!wasActive)
+            {
+                ch.Pipeline.FireChannelActive();
+            }
+        }
+
+        private void ConnectTimedOut(EndPoint remoteAddress)
+        {
+            var promise = Ch.connectPromise;
+            if (promise is not null && promise.TrySetException(new ConnectTimeoutException($"connection timed out: {remoteAddress}")))
+            {
+                Ch.connectPromise = null;
+                _ = CloseAsync();
+            }
+        }
+
+        private unsafe void ReadReady()
+        {
+            var ch = Ch;
+            var config = ch.config;
+
+            var pipeline = ch.Pipeline;
+            var allocHandle = RecvBufAllocHandle;
+            allocHandle.Reset(config);
+            var endOfStream = false;
+            var errno = 0;
+            do
+            {
+                var buffer = allocHandle.Allocate(config.Allocator);
+                var writable = buffer.WritableBytes;
+                allocHandle.AttemptedBytesRead = writable;
+                nint read;
+                var target = buffer.GetIoBuffer(buffer.WriterIndex, writable);
+                fixed (byte* start = &target.Array![target.Offset])
+                {
+                    read = LibC.read(ch.fd, start, writable);
+                }
+
+                if (read > 0)
+                {
+                    buffer.SetWriterIndex(buffer.WriterIndex + (int)read);
+                    allocHandle.LastBytesRead = (int)read;
+                    allocHandle.IncMessagesRead(1);
+                    ch.readPending = false;
+                    pipeline.FireChannelRead(buffer);
+                    continue;
+                }
+
+                buffer.Release();
+                allocHandle.LastBytesRead = 0;
+                if (read == 0)
+                {
+                    endOfStream = true;
+                }
+                else if ((errno = Errno.Last) == LibC.EAGAIN || errno == LibC.EINTR)
+                {
+                    errno = 0;
+                }
+
+                break;
+            }
+            while (allocHandle.ContinueReading() && ch.fd >= 0);
+
+            allocHandle.ReadComplete();
+            pipeline.FireChannelReadComplete();
+
+            if (errno != 0)
+            {
+                pipeline.FireExceptionCaught(Errno.ToException(errno));
+                _ = CloseAsync();
+                return;
+            }
+
+            if (endOfStream)
+            {
+                if (config.AllowHalfClosure && ch.Active)
+                {
+                    // The peer sent FIN: say so and keep the output open, so the server can still answer.
+                    ch.inputShutdown = true;
+                    ch.SetInterest(ReadInterest, false);
+                    pipeline.FireUserEventTriggered(ChannelInputShutdownEvent.Instance);
+                }
+                else
+                {
+                    _ = CloseAsync();
+                }
+
+                return;
+            }
+
+            if (!ch.readPending && !config.AutoRead)
+            {
+                ch.SetInterest(ReadInterest, false);
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+using Transport.Epoll.Native;
+
+namespace Transport.Epoll;
+
+/// <summary>
+/// Socket options of an epoll connection, set with setsockopt on its descriptor. Options set before a client channel
+/// has its socket (a bootstrap sets them before connect) are kept and applied when the socket is made.
+/// </summary>
+public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguration, ISocketChannelConfiguration
+{
+    private readonly EpollSocketChannel channel;
+    private readonly List<Action<int>> pending = [];
+    private volatile bool allowHalfClosure;
+
+    public EpollSocketChannelConfig(EpollSocketChannel channel)
+        : base(channel)
+    {
+        this.channel = channel;
+        if (channel.FileDescriptor >= 0)
+        {
+            TcpNoDelay = true; // as Netty does for accepted connections: games send small frames
+        }
+    }
+
+    public bool AllowHalfClosure
+    {
+        get => allowHalfClosure;
+        set => allowHalfClosure = value;
+    }
+
+    public int ReceiveBufferSize
+    {
+        get => Get(LibC.SOL_SOCKET, LibC.SO_RCVBUF);
+        set => Set(LibC.SOL_SOCKET, LibC.SO_RCVBUF, value);
+    }
+
+    public int SendBufferSize
+    {
+        get => Get(LibC.SOL_SOCKET, LibC.SO_SNDBUF);
+        set => Set(LibC.SOL_SOCKET, LibC.SO_SNDBUF, value);
+    }
+
+    /// <summary>SO_LINGER in seconds; -1 is off. 0 makes close() send RST and drop what is unsent: an abortive close.</summary>
+    public int Linger
+    {
+        get
+        {
+            var fd = channel.FileDescriptor;
+            if (fd < 0)
+            {
+                return -1;
+            }
+
+            LibC.Linger linger;
+            var size = sizeof(LibC.Linger);
+            return LibC.getsockopt(fd, LibC.SOL_SOCKET, LibC.SO_LINGER, &linger, &size) == 0 && linger.OnOff != 0 ? linger.Seconds : -1;
+        }
+
+        set => Apply(fd =>
+        {
+            var linger = new LibC.Linger { OnOff = value >= 0 ? 1 : 0, Seconds = Math.Max(0, value) };
+            Check(LibC.setsockopt(fd, LibC.SOL_SOCKET, LibC.SO_LINGER, &linger, sizeof(LibC.Linger)));
+        });
+    }
+
+    public bool KeepAlive
+    {
+        get => Get(LibC.SOL_SOCKET, LibC.SO_KEEPALIVE) != 0;
+        set => Set(LibC.SOL_SOCKET, LibC.SO_KEEPALIVE, value ? 1 : 0);
+    }
+
+    public bool ReuseAddress
+    {
+        get => Get(LibC.SOL_SOCKET, LibC.SO_REUSEADDR) != 0;
+        set => Set(LibC.SOL_SOCKET, LibC.SO_REUSEADDR, value ? 1 : 0);
+    }
+
+    public bool TcpNoDelay
+    {
+        get => Get(LibC.IPPROTO_TCP, LibC.TCP_NODELAY) != 0;
+        set => Set(LibC.IPPROTO_TCP, LibC.TCP_NODELAY, value ? 1 : 0);
+    }
+
+    public override T GetOption<T>(ChannelOption<T> option)
+    {
+        if (ReferenceEquals(option, ChannelOption.SoRcvbuf))
+        {
+            return (T)(object)ReceiveBufferSize;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.SoSndbuf))
+        {
+            return (T)(object)SendBufferSize;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.SoLinger))
+        {
+            return (T)(object)Linger;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.SoKeepalive))
+        {
+            return (T)(object)KeepAlive;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.SoReuseaddr))
+        {
+            return (T)(object)ReuseAddress;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.TcpNodelay))
+        {
+            return (T)(object)TcpNoDelay;
+        }
+
+        if (ReferenceEquals(option, ChannelOption.AllowHalfClosure))
+        {
+            return (T)(object)AllowHalfClosure;
+        }
+
+        if (ReferenceEquals(option, EpollChannelOption.TcpKeepIdle))
+        {
+            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPIDLE);
+        }
+
+        if (ReferenceEquals(option, EpollChannelOption.TcpKeepInterval))
+        {
+            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPINTVL);
+        }
+
+        if (ReferenceEquals(option, EpollChannelOption.TcpKeepCount))
+        {
+            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPCNT);
+        }
+
+        if (ReferenceEquals(option, EpollChannelOption.TcpUserTimeout))
+        {
+            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_USER_TIMEOUT);
+        }
+
+        return base.GetOption(option);
+    }
+
+    public override bool SetOption<T>(ChannelOption<T> option, T value)
+    {
+        Validate(option, value);
+        object boxed = value!;
+        if (ReferenceEquals(option, ChannelOption.SoRcvbuf))
+        {
+            ReceiveBufferSize = (int)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.SoSndbuf))
+        {
+            SendBufferSize = (int)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.SoLinger))
+        {
+            Linger = (int)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.SoKeepalive))
+        {
+            KeepAlive = (bool)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.SoReuseaddr))
+        {
+            ReuseAddress = (bool)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.TcpNodelay))
+        {
+            TcpNoDelay = (bool)boxed;
+        }
+        else if (ReferenceEquals(option, ChannelOption.AllowHalfClosure))
+        {
+            AllowHalfClosure = (bool)boxed;
+        }
+        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepIdle))
+        {
+            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPIDLE, (int)boxed);
+        }
+        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepInterval))
+        {
+            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPINTVL, (int)boxed);
+        }
+        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepCount))
+        {
+            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPCNT, (int)boxed);
+        }
+        else if (ReferenceEquals(option, EpollChannelOption.TcpUserTimeout))
+        {
+            Set(LibC.IPPROTO_TCP, LibC.TCP_USER_TIMEOUT, (int)boxed);
+        }
+        else
+        {
+            return base.SetOption(option, value);
+        }
+
+        return true;
+    }
+
+    /// <summary>Applies the options set before the socket existed. Called once the client socket is made.</summary>
+    internal void ApplyPending()
+    {
+        foreach (var apply in pending)
+        {
+            apply(channel.FileDescriptor);
+        }
+
+        pending.Clear();
+    }
+
+    private int Get(int level, int name)
+    {
+        var fd = channel.FileDescriptor;
+        if (fd < 0)
+        {
+            return 0;
+        }
+
+        int value;
+        var size = sizeof(int);
+        Check(LibC.getsockopt(fd, level, name, &value, &size));
+        return value;
+    }
+
+    private void Set(int level, int name, int value) => Apply(fd =>
+    {
+        var copy = value;
+        Check(LibC.setsockopt(fd, level, name, &copy, sizeof(int)));
+    });
+
+    private void Apply(Action<int> apply)
+    {
+        var fd = channel.FileDescriptor;
+        if (fd >= 0)
+        {
+            apply(fd);
+        }
+        else
+        {
+            pending.Add(apply);
+        }
+    }
+
+    private static void Check(int result)
+    {
+        if (result != 0)
+        {
+            throw Errno.ToException(Errno.Last);
+        }
+    }
+}

@@ -1,0 +1,13 @@
+namespace Transport.Epoll;
+
+/// <summary>What the event loop needs of a channel it polls.</summary>
+internal interface IEpollChannel
+{
+    int FileDescriptor { get; }
+
+    /// <summary>Handles the events epoll reported for this descriptor. On the loop thread.</summary>
+    void OnEvents(uint events);
+
+    /// <summary>Closes at once (the loop is shutting down).</summary>
+    void ForceClose();
+}
