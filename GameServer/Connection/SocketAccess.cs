@@ -3,6 +3,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
+using Transport.Epoll;
 
 namespace GameServer.Connection;
 
@@ -10,6 +11,8 @@ namespace GameServer.Connection;
 /// Reaches the <see cref="Socket"/> under a stock DotNetty socket channel. DotNetty 0.7.6 keeps it in a protected
 /// field and offers neither a true half-close nor a true abort: its <c>DoClose</c> always calls
 /// <c>Shutdown(Both)</c>, which sends FIN before any RST. Both operations here must run on the channel's event loop.
+/// The epoll transport does both properly, through <see cref="EpollSocketChannel.ShutdownOutputAsync"/> and
+/// <see cref="ChannelOption.SoLinger"/>, and is driven that way.
 /// </summary>
 public static partial class SocketAccess
 {
@@ -36,6 +39,12 @@ public static partial class SocketAccess
         var socket = TryGetSocket(channel);
         if (socket is null)
         {
+            if (channel is EpollSocketChannel { Active: true } epoll)
+            {
+                // A transport without the stock one's flaw: its own half-close is shutdown(SHUT_WR), done inline on the loop.
+                return !epoll.ShutdownOutputAsync().IsFaulted;
+            }
+
             return false;
         }
 
@@ -82,7 +91,8 @@ public static partial class SocketAccess
         var socket = TryGetSocket(channel);
         if (socket is null)
         {
-            return false;
+            // Other transports close without a shutdown first, so SO_LINGER 0 makes their close an RST.
+            return channel is ISocketChannel { Open: true } && channel.Configuration.SetOption(ChannelOption.SoLinger, 0);
         }
 
         try

@@ -33,9 +33,41 @@ public sealed partial class TcpTimeoutsHandler : ChannelHandlerAdapter
         {
             Apply(socket);
         }
+        else
+        {
+            Apply(context.Channel.Configuration);
+        }
 
         context.Channel.Pipeline.Remove(this);
         context.FireChannelActive();
+    }
+
+    /// <summary>
+    /// Applies the options through channel options, for transports without a .NET socket. The TCP ones are looked up
+    /// by their Linux names, which is how the epoll transport declares them; a transport that knows none of them
+    /// ignores them.
+    /// </summary>
+    public void Apply(IChannelConfiguration configuration)
+    {
+        try
+        {
+            if (options.KeepAliveTimeSeconds > 0)
+            {
+                configuration.SetOption(ChannelOption.SoKeepalive, true);
+                configuration.SetOption(ChannelOption.ValueOf<int>("TCP_KEEPIDLE"), options.KeepAliveTimeSeconds);
+                configuration.SetOption(ChannelOption.ValueOf<int>("TCP_KEEPINTVL"), options.KeepAliveIntervalSeconds);
+                configuration.SetOption(ChannelOption.ValueOf<int>("TCP_KEEPCNT"), options.KeepAliveRetryCount);
+            }
+
+            if (options.UserTimeoutMs > 0)
+            {
+                configuration.SetOption(ChannelOption.ValueOf<int>("TCP_USER_TIMEOUT"), options.UserTimeoutMs);
+            }
+        }
+        catch (SocketException ex)
+        {
+            LogNotApplied(logger, ex.SocketErrorCode);
+        }
     }
 
     /// <summary>Applies the options to a connected socket.</summary>

@@ -2,6 +2,7 @@ using System.Net;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
+using Transport.Epoll;
 using GameServer.Connection;
 using GameServer.Connection.Codec;
 using GameServer.Game;
@@ -34,8 +35,8 @@ public sealed partial class GameServerHost : IHostedService
     private readonly ConnectionLimitHandler connectionLimit;
     private readonly HeartbeatOptions heartbeat;
     private readonly TimeProvider time;
-    private MultithreadEventLoopGroup? acceptGroup;
-    private MultithreadEventLoopGroup? workerGroup;
+    private IEventLoopGroup? acceptGroup;
+    private IEventLoopGroup? workerGroup;
     private IChannel? serverChannel;
 
     public GameServerHost(
@@ -76,11 +77,22 @@ public sealed partial class GameServerHost : IHostedService
         // DotNetty's own warnings (unknown options, leaked buffers) would otherwise go nowhere.
         DotNettyLogBridge.Attach(loggerFactory);
 
-        acceptGroup = new MultithreadEventLoopGroup(options.AcceptThreads);
-        workerGroup = options.WorkerThreads == 0 ? new MultithreadEventLoopGroup() : new MultithreadEventLoopGroup(options.WorkerThreads);
-        var bootstrap = new ServerBootstrap()
-            .Group(acceptGroup, workerGroup)
-            .Channel<TcpServerSocketChannel>()
+        var bootstrap = new ServerBootstrap();
+        if (options.UsesEpoll)
+        {
+            // Each loop thread waits in epoll_wait itself and does the socket work inline: no hop per read.
+            acceptGroup = new EpollEventLoopGroup(options.AcceptThreads);
+            workerGroup = new EpollEventLoopGroup(options.WorkerThreads == 0 ? Environment.ProcessorCount : options.WorkerThreads);
+            bootstrap.Group(acceptGroup, workerGroup).Channel<EpollServerSocketChannel>();
+        }
+        else
+        {
+            acceptGroup = new MultithreadEventLoopGroup(options.AcceptThreads);
+            workerGroup = options.WorkerThreads == 0 ? new MultithreadEventLoopGroup() : new MultithreadEventLoopGroup(options.WorkerThreads);
+            bootstrap.Group(acceptGroup, workerGroup).Channel<TcpServerSocketChannel>();
+        }
+
+        bootstrap
             .Option(ChannelOption.SoBacklog, options.Backlog)
             .Option(ChannelOption.SoReuseaddr, true)
             .ChildOption(ChannelOption.TcpNodelay, true)

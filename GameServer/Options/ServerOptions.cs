@@ -42,6 +42,15 @@ public sealed class ServerOptions : IValidatedOptions
     /// <summary>A peer that stays not writable this long is not reading: it is aborted as slow_consumer.</summary>
     public int SlowConsumerTimeoutMs { get; set; } = 10000;
 
+    /// <summary>
+    /// <c>sockets</c>: DotNetty's stock transport (everywhere). <c>epoll</c>: the native transport in Transport.Epoll
+    /// (Linux only), whose loop threads run epoll_wait themselves. Stock stays the default until the whole test suite
+    /// runs on both.
+    /// </summary>
+    public string Transport { get; set; } = "sockets";
+
+    public bool UsesEpoll => string.Equals(Transport, "epoll", StringComparison.OrdinalIgnoreCase);
+
     public IEnumerable<string> Validate()
     {
         if (WriteBufferLowWaterMark > WriteBufferHighWaterMark)
@@ -52,6 +61,15 @@ public sealed class ServerOptions : IValidatedOptions
         if (!IPAddress.TryParse(Address, out _))
         {
             yield return OptionErrors.Invalid(Section, nameof(Address), Address, "an IPv4 or IPv6 address");
+        }
+
+        if (!string.Equals(Transport, "sockets", StringComparison.OrdinalIgnoreCase) && !UsesEpoll)
+        {
+            yield return OptionErrors.Invalid(Section, nameof(Transport), Transport, "'sockets' or 'epoll'");
+        }
+        else if (UsesEpoll && !OperatingSystem.IsLinux())
+        {
+            yield return OptionErrors.Invalid(Section, nameof(Transport), Transport, "'sockets' on this system: epoll is Linux only");
         }
 
         foreach (var error in OptionErrors.Range(Section, nameof(Port), Port, 0, 65535))

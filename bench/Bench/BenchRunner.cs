@@ -116,17 +116,21 @@ internal sealed class BenchRunner
         yield return new ServerKind("sockets", ".NET Socket async byte echo (the baseline)", port => Dotnet(bench, "serve", "sockets", port.ToString(CultureInfo.InvariantCulture)), raw, null);
         yield return new ServerKind("kestrel", "Kestrel ConnectionHandler byte echo", port => Dotnet(bench, "serve", "kestrel", port.ToString(CultureInfo.InvariantCulture)), raw, null);
         yield return new ServerKind("dotnetty-frame", "DotNetty stock sockets transport, frame decoder + prepender, frame echo", port => Dotnet(bench, "serve", "dotnetty-frame", port.ToString(CultureInfo.InvariantCulture)), raw, null);
-        yield return new ServerKind(
-            "game",
-            "GameServer, full pipeline on DotNetty stock sockets, Echo messages",
-            port => Dotnet(
-                gameServer,
-                $"--Server:Port={port}", $"--Metrics:Port={FreePort()}", "--Server:Backlog=4096", "--Logging:LogLevel:Default=Warning",
-                "--Limits:FramesPerSecond=10000000", "--Limits:FrameBurst=10000000", "--Limits:BytesPerSecond=2000000000",
-                "--Limits:ByteBurst=2000000000", "--Limits:MaxConnections=1000000", "--Heartbeat:IntervalMs=3600000",
-                "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information"),
-            gameEcho,
-            hello);
+        yield return new ServerKind("epoll-frame", "Transport.Epoll (this project), frame decoder + prepender, frame echo", port => Dotnet(bench, "serve", "epoll-frame", port.ToString(CultureInfo.InvariantCulture)), raw, null);
+        foreach (var (name, transport) in new[] { ("game", "sockets"), ("game-epoll", "epoll") })
+        {
+            yield return new ServerKind(
+                name,
+                $"GameServer, full pipeline on {(transport == "epoll" ? "Transport.Epoll" : "DotNetty stock sockets")}, Echo messages",
+                port => Dotnet(
+                    gameServer,
+                    $"--Server:Port={port}", $"--Metrics:Port={FreePort()}", "--Server:Backlog=4096", $"--Server:Transport={transport}",
+                    "--Logging:LogLevel:Default=Warning", "--Limits:FramesPerSecond=10000000", "--Limits:FrameBurst=10000000",
+                    "--Limits:BytesPerSecond=2000000000", "--Limits:ByteBurst=2000000000", "--Limits:MaxConnections=1000000",
+                    "--Heartbeat:IntervalMs=3600000", "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information"),
+                gameEcho,
+                hello);
+        }
     }
 
     private async Task<EchoResult> MeasureEchoAsync(ServerKind server, int connections)

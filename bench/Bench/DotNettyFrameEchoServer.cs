@@ -4,26 +4,28 @@ using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using GameServer.Connection;
+using Transport.Epoll;
 
 namespace Bench;
 
 /// <summary>
-/// DotNetty's stock socket transport with the project's framing and nothing else: each frame is written back as it
-/// is decoded and flushed once per read. What the transport and the framing cost, without MessagePack or the game.
+/// A DotNetty transport (the stock sockets one, or Transport.Epoll) with the project's framing and nothing else: each
+/// frame is written back as it is decoded and flushed once per read. What the transport and the framing cost,
+/// without MessagePack or the game.
 /// </summary>
 internal static class DotNettyFrameEchoServer
 {
     private const int MaxFrameBytes = 65536;
 
-    public static async Task RunAsync(int port, int workers, CancellationToken cancellationToken)
+    public static async Task RunAsync(int port, int workers, bool epoll, CancellationToken cancellationToken)
     {
-        var boss = new MultithreadEventLoopGroup(1);
-        var worker = new MultithreadEventLoopGroup(workers);
+        IEventLoopGroup boss = epoll ? new EpollEventLoopGroup(1) : new MultithreadEventLoopGroup(1);
+        IEventLoopGroup worker = epoll ? new EpollEventLoopGroup(workers) : new MultithreadEventLoopGroup(workers);
         try
         {
-            var bootstrap = new ServerBootstrap()
-                .Group(boss, worker)
-                .Channel<TcpServerSocketChannel>()
+            var bootstrap = new ServerBootstrap().Group(boss, worker);
+            _ = epoll ? bootstrap.Channel<EpollServerSocketChannel>() : bootstrap.Channel<TcpServerSocketChannel>();
+            bootstrap
                 .Option(ChannelOption.SoBacklog, 4096)
                 .ChildOption(ChannelOption.TcpNodelay, true)
                 .ChildOption(ChannelOption.Allocator, PooledByteBufferAllocator.Default)

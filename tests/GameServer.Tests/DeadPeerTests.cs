@@ -67,7 +67,18 @@ public partial class DeadPeerTests(ITestOutputHelper output)
             "--Tcp:KeepAliveTimeSeconds=11", "--Tcp:KeepAliveIntervalSeconds=4", "--Tcp:KeepAliveRetryCount=6", "--Tcp:UserTimeoutMs=12345");
         await using var client = await GameConnection.ConnectAsync(server.ClientOptions());
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
-        var socket = SocketAccess.TryGetSocket(serverSide.Channel)!;
+        if (SocketAccess.TryGetSocket(serverSide.Channel) is not { } socket)
+        {
+            // The epoll transport: read back with getsockopt through its channel options.
+            var config = serverSide.Channel.Configuration;
+            Assert.True(config.GetOption(DotNetty.Transport.Channels.ChannelOption.SoKeepalive));
+            Assert.Equal(11, config.GetOption(Transport.Epoll.EpollChannelOption.TcpKeepIdle));
+            Assert.Equal(4, config.GetOption(Transport.Epoll.EpollChannelOption.TcpKeepInterval));
+            Assert.Equal(6, config.GetOption(Transport.Epoll.EpollChannelOption.TcpKeepCount));
+            Assert.Equal(12345, config.GetOption(Transport.Epoll.EpollChannelOption.TcpUserTimeout));
+            await client.GoodbyeAsync();
+            return;
+        }
 
         Assert.Equal(1, (int)socket.GetSocketOption(SocketOptionLevel.Socket, SocketOptionName.KeepAlive)!);
         Assert.Equal(11, (int)socket.GetSocketOption(SocketOptionLevel.Tcp, SocketOptionName.TcpKeepAliveTime)!);

@@ -31,9 +31,21 @@ public sealed class TestServer : IAsyncDisposable
 
     public IServiceProvider Services => host.Services;
 
+    /// <summary>
+    /// The transport every test server uses unless a test picks one: GAMESERVER_TEST_TRANSPORT (run.sh test runs the
+    /// suite once per transport), else the server's default.
+    /// </summary>
+    public static string DefaultTransport { get; } = Environment.GetEnvironmentVariable("GAMESERVER_TEST_TRANSPORT") is { Length: > 0 } transport
+        ? transport
+        : "sockets";
+
     public static async Task<TestServer> StartAsync(params string[] settings)
     {
-        var args = new List<string> { "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000", "--Logging:LogLevel:Default=Debug" };
+        var args = new List<string>
+        {
+            "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000", "--Logging:LogLevel:Default=Debug",
+            $"--Server:Transport={DefaultTransport}",
+        };
         args.AddRange(settings);
         var builder = GameServerApp.CreateBuilder([.. args]);
         var logs = new CapturingLoggerProvider();
