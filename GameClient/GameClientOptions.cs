@@ -29,4 +29,7 @@ public sealed class GameClientOptions
 
     /// <summary>Answer every server Ping with a Pong (turn off to play a peer that ignores heartbeats).</summary>
     public bool AnswerPings { get; set; } = true;
+
+    /// <summary><c>sockets</c> (DotNetty's stock transport) or <c>epoll</c> (Transport.Epoll, Linux only).</summary>
+    public string Transport { get; set; } = "sockets";
 }

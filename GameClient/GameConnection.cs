@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using DotNetty.Transport.Bootstrapping;
+using DotNetty.Buffers;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using GameProtocol;
@@ -9,6 +10,8 @@ using GameServer.Connection;
 using GameServer.Connection.Codec;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+
+using Transport.Epoll;
 
 namespace GameClient;
 
@@ -20,6 +23,7 @@ namespace GameClient;
 public sealed class GameConnection : IAsyncDisposable
 {
     private static readonly Lazy<MultithreadEventLoopGroup> SharedGroup = new(() => new MultithreadEventLoopGroup(1));
+    private static readonly Lazy<EpollEventLoopGroup> SharedEpollGroup = new(() => new EpollEventLoopGroup(1));
 
     private readonly IChannel channel;
     private readonly ClientHandler handler;
@@ -99,9 +103,21 @@ public sealed class GameConnection : IAsyncDisposable
             GameConnectionProtocol.Instance,
             ConnectionMetrics.None,
             logger ?? NullLogger.Instance);
-        var bootstrap = new Bootstrap()
-            .Group(SharedGroup.Value)
-            .Channel<TcpSocketChannel>()
+        var bootstrap = new Bootstrap();
+        if (string.Equals(options.Transport, "epoll", StringComparison.OrdinalIgnoreCase))
+        {
+            bootstrap.Group(SharedEpollGroup.Value).Channel<EpollSocketChannel>();
+        }
+        else if (string.Equals(options.Transport, "sockets", StringComparison.OrdinalIgnoreCase))
+        {
+            bootstrap.Group(SharedGroup.Value).Channel<TcpSocketChannel>();
+        }
+        else
+        {
+            throw new ArgumentException($"Transport must be 'sockets' or 'epoll', not '{options.Transport}'", nameof(options));
+        }
+
+        bootstrap
             .Option(ChannelOption.TcpNodelay, true)
             .Option(ChannelOption.ConnectTimeout, TimeSpan.FromMilliseconds(options.ConnectTimeoutMs))
             .Handler(new ActionChannelInitializer<IChannel>(ch =>
@@ -139,10 +155,34 @@ public sealed class GameConnection : IAsyncDisposable
         return new GameConnection(channel, handler, options);
     }
 
-    public Task SendAsync(IMessage message) => channel.WriteAndFlushAsync(message);
+    public Task SendAsync(IMessage message) => OffTheLoop(channel.WriteAndFlushAsync(message));
+
+    /// <summary>
+    /// The event loop completes a write's task itself, and an await on it would go on right there, on the loop: a
+    /// caller that sends in a loop (a flood, a bot) would then never give the loop back to read. The stock transport
+    /// hid this by completing writes on .NET's I/O threads; the epoll transport completes them inline. So the
+    /// caller's continuation always goes to the thread pool.
+    /// </summary>
+    private static async Task OffTheLoop(Task write) => await write.ConfigureAwait(ConfigureAwaitOptions.ForceYielding);
+
+    /// <summary>
+    /// Completes once everything written so far is in the kernel. A close (or a half-close) fails writes still queued
+    /// in the channel, as Netty's does; the stock transport merely hid that by handing every write to .NET at once.
+    /// </summary>
+    private async Task FlushedAsync()
+    {
+        try
+        {
+            await channel.WriteAndFlushAsync(Unpooled.Empty);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The connection already ended; the close report says how.
+        }
+    }
 
     /// <summary>Queues a message without flushing (batch several, then <see cref="Flush"/>).</summary>
-    public Task WriteAsync(IMessage message) => channel.WriteAsync(message);
+    public Task WriteAsync(IMessage message) => OffTheLoop(channel.WriteAsync(message));
 
     public void Flush() => channel.Flush();
 
@@ -187,9 +227,11 @@ public sealed class GameConnection : IAsyncDisposable
                 break;
             case ClientCloseMode.Fin:
                 await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName()));
+                await FlushedAsync();
                 await channel.CloseAsync();
                 break;
             case ClientCloseMode.HalfClose:
+                await FlushedAsync();
                 await RunOnLoopAsync(() =>
                 {
                     state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName());
@@ -266,7 +308,9 @@ public sealed class GameConnection : IAsyncDisposable
     }
 
     /// <summary>Bytes the kernel holds for us that nobody has read yet.</summary>
-    public int UnreadBytesInKernel => SocketAccess.TryGetSocket(channel) is { } socket ? SafeAvailable(socket) : 0;
+    public int UnreadBytesInKernel => SocketAccess.TryGetSocket(channel) is { } socket
+        ? SafeAvailable(socket)
+        : channel is EpollSocketChannel epoll ? epoll.UnreadBytes : 0;
 
     public async ValueTask DisposeAsync()
     {

@@ -35,7 +35,10 @@ if (settings.Target is null)
 }
 
 var (host, targetPort) = ParseTarget(settings.Target!);
-GameClientOptions Client(string name) => new() { Host = host, Port = targetPort, PlayerName = name[..Math.Min(name.Length, 32)] };
+GameClientOptions Client(string name) => new()
+{
+    Host = host, Port = targetPort, PlayerName = name[..Math.Min(name.Length, 32)], Transport = settings.ClientTransport,
+};
 var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
 var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
 
@@ -238,6 +241,9 @@ namespace LoadTests
 
         public string ReportFolder { get; init; } = "load-reports";
 
+        /// <summary>The suite's own connections and bot victims: <c>sockets</c> or <c>epoll</c>.</summary>
+        public string ClientTransport { get; init; } = "sockets";
+
         public IReadOnlyList<string> ServerArgs { get; init; } = [];
 
         private static readonly JsonSerializerOptions Json = new() { PropertyNameCaseInsensitive = true };
@@ -267,6 +273,7 @@ namespace LoadTests
                     "--max-fail-percent" => settings with { MaxFailPercent = double.Parse(Next(), CultureInfo.InvariantCulture) },
                     "--max-echo-p99-ms" => settings with { MaxEchoP99Ms = double.Parse(Next(), CultureInfo.InvariantCulture) },
                     "--report-folder" => settings with { ReportFolder = Next() },
+                    "--client-transport" => settings with { ClientTransport = Next() },
                     "--smoke" => settings with
                     {
                         DurationSeconds = 10, WarmUpSeconds = 1, Copies = 24, ChurnRate = 5, ChaosRate = 2,
@@ -303,6 +310,7 @@ namespace LoadTests
             Require(
                 Target is null || (Target.LastIndexOf(':') > 0 && int.TryParse(Target[(Target.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536),
                 $"--target must be host:port, not '{Target}'");
+            Require(ClientTransport is "sockets" or "epoll", $"--client-transport must be sockets or epoll, not '{ClientTransport}'");
             Require(Metrics is null || Uri.IsWellFormedUriString(Metrics, UriKind.Absolute), $"--metrics must be an absolute URL, not '{Metrics}'");
             return this;
         }

@@ -66,6 +66,32 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
 
     public bool IsInputShutdown => inputShutdown;
 
+    /// <summary>Bytes in the kernel's receive buffer that nobody has read yet (FIONREAD); 0 once closed.</summary>
+    public unsafe int UnreadBytes
+    {
+        get
+        {
+            int count;
+            var socket = fd;
+            return socket >= 0 && LibC.ioctl(socket, LibC.FIONREAD, &count) == 0 ? count : 0;
+        }
+    }
+
+    /// <summary>AutoRead was turned off: stop asking epoll for reads now, not after the next one.</summary>
+    internal void StopReadingSoon()
+    {
+        if (EventLoop is { } loop && Registered)
+        {
+            loop.Execute(() =>
+            {
+                if (!readPending && !config.AutoRead)
+                {
+                    SetInterest(ReadInterest, false);
+                }
+            });
+        }
+    }
+
     public bool IsOutputShutdown => outputShutdown || !Active;
 
     protected override EndPoint? LocalAddressInternal => local;

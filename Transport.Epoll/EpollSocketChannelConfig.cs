@@ -199,6 +199,8 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
         return true;
     }
 
+    protected override void AutoReadCleared() => channel.StopReadingSoon();
+
     /// <summary>Applies the options set before the socket existed. Called once the client socket is made.</summary>
     internal void ApplyPending()
     {

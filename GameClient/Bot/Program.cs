@@ -29,6 +29,8 @@ close.Validators.Add(result =>
     }
 });
 var quiet = new Option<bool>("--quiet") { Description = "Print only the summary lines" };
+var transport = new Option<string>("--transport") { Description = "sockets (DotNetty's stock transport) or epoll (Linux)", DefaultValueFactory = _ => "sockets" };
+transport.AcceptOnlyFromAmong("sockets", "epoll");
 var connections = new Option<int>("--connections")
 {
     Description = "Connections this process holds, each running the same plan (names get -1, -2, ...)",
@@ -45,7 +47,7 @@ connections.Validators.Add(result =>
 var root = new RootCommand("Plays a short session against a game server and prints what it received.")
 {
     host, port, name, room, moves, moveInterval, echoes, stream, streamPayload, streamInterval, waitItems, stopReading,
-    flood, hold, close, quiet, connections,
+    flood, hold, close, quiet, connections, transport,
 };
 
 root.SetAction(async (result, cancellationToken) =>
@@ -58,6 +60,7 @@ root.SetAction(async (result, cancellationToken) =>
             Host = result.GetValue(host)!,
             Port = result.GetValue(port),
             PlayerName = playerName,
+            Transport = result.GetValue(transport)!,
         },
         Room = result.GetValue(room),
         Moves = result.GetValue(moves),

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using DotNetty.Codecs;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
 using Microsoft.Extensions.Logging;
 
 namespace GameServer.Connection;
@@ -9,7 +10,8 @@ namespace GameServer.Connection;
 /// <summary>
 /// The one place that decides how a connection ended. It watches the three ways DotNetty's socket transport reports
 /// an end: read errors reach <c>ExceptionCaught</c>; write errors (EPIPE, write-side resets) only fail the write's
-/// task, so every write is observed here; end of stream is a bare <c>ChannelInactive</c>. The first cause wins.
+/// task, so every write is observed here; end of stream is a bare <c>ChannelInactive</c>, or, on a transport that can
+/// half-close, a <see cref="ChannelInputShutdownEvent"/>. The first cause wins.
 /// When the channel goes inactive it writes one log line, updates the metrics and raises
 /// <see cref="ConnectionClosedEvent"/> through the pipeline.
 /// </summary>
@@ -125,6 +127,30 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         }
 
         return task;
+    }
+
+    /// <summary>
+    /// A transport with half-closure (the epoll one, with <c>AllowHalfClosure</c>) reports the peer's FIN as
+    /// <see cref="ChannelInputShutdownEvent"/> and leaves the output open. While draining our own graceful close it
+    /// is what the drain waited for, so the close happens now. Otherwise the application above decides what to say
+    /// before closing.
+    /// </summary>
+    public override void UserEventTriggered(IChannelHandlerContext context, object evt)
+    {
+        if (evt is ChannelInputShutdownEvent)
+        {
+            // No reason is recorded yet: what the server does with its open output may still fail (a write into the
+            // peer's RST is broken_pipe); if nothing does, the close is peer_closed as with any EOF.
+            var state = ConnectionState.Of(context.Channel);
+            if (state.Phase != ConnectionPhase.Open)
+            {
+                state.DrainTimer?.Cancel();
+                ConnectionCloser.CloseQuietly(context.Channel);
+                return;
+            }
+        }
+
+        context.FireUserEventTriggered(evt);
     }
 
     public override Task CloseAsync(IChannelHandlerContext context)

@@ -1,6 +1,8 @@
 using DotNetty.Buffers;
 using DotNetty.Transport.Channels;
 
+using Transport.Epoll;
+
 namespace GameServer.Connection;
 
 /// <summary>
@@ -72,6 +74,14 @@ public static class ConnectionCloser
 
         // Without a socket to half-close (an embedded channel, another transport), closing is all that is left.
         if (!channel.Active || !SocketAccess.TryShutdownOutput(channel))
+        {
+            CloseQuietly(channel);
+            return;
+        }
+
+        // The peer's FIN came before ours (a half-closing transport kept the output open for the farewell): both
+        // directions are done, there is nothing left to drain.
+        if (channel is EpollSocketChannel { IsInputShutdown: true })
         {
             CloseQuietly(channel);
             return;

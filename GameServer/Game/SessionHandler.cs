@@ -1,5 +1,6 @@
 using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
 using GameProtocol;
 using GameServer.Connection;
 using GameServer.Connection.Codec;
@@ -55,6 +56,39 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         }
 
         context.FireChannelInactive();
+    }
+
+    /// <summary>
+    /// The peer sent FIN and the transport kept our output open (epoll with half-closure): a running stream is
+    /// finished first, then the server answers with Goodbye carrying the frames it received, so the peer can check
+    /// that nothing was lost, and closes.
+    /// </summary>
+    public override void UserEventTriggered(IChannelHandlerContext context, object evt)
+    {
+        if (evt is ChannelInputShutdownEvent && connection is { Phase: ConnectionPhase.Open })
+        {
+            handshakeTimer?.Cancel();
+            if (stream is { Finished: false })
+            {
+                stream.OnFinished = () => AnswerFin(context);
+            }
+            else
+            {
+                AnswerFin(context);
+            }
+        }
+
+        context.FireUserEventTriggered(evt);
+    }
+
+    private void AnswerFin(IChannelHandlerContext context)
+    {
+        StopPlaying();
+        _ = ConnectionCloser.CloseGracefullyAsync(
+            context.Channel,
+            CloseReason.PeerClosed,
+            s => player is null ? null : new Goodbye(CloseReason.PeerClosed.ToName(), s.FramesReceived),
+            "peer sent FIN; answered with Goodbye");
     }
 
     public override void ChannelWritabilityChanged(IChannelHandlerContext context)

@@ -33,6 +33,9 @@ public sealed class StreamSender
 
     public bool Finished => next >= request.Count;
 
+    /// <summary>Runs once, on the event loop, after the last item was written (not when stopped early).</summary>
+    public Action? OnFinished { get; set; }
+
     public void Start() => Pump();
 
     /// <summary>Called on the event loop when the channel became writable again.</summary>
@@ -69,6 +72,10 @@ public sealed class StreamSender
             {
                 timer = context.Executor.Schedule(static s => ((StreamSender)s!).Pump(), this, TimeSpan.FromMilliseconds(request.IntervalMs));
             }
+            else
+            {
+                Complete();
+            }
 
             return;
         }
@@ -83,6 +90,17 @@ public sealed class StreamSender
         if (wrote)
         {
             context.Flush();
+            if (Finished)
+            {
+                Complete();
+            }
         }
+    }
+
+    private void Complete()
+    {
+        var onFinished = OnFinished;
+        OnFinished = null;
+        onFinished?.Invoke();
     }
 }

@@ -96,6 +96,10 @@ public sealed partial class GameServerHost : IHostedService
             .Option(ChannelOption.SoBacklog, options.Backlog)
             .Option(ChannelOption.SoReuseaddr, true)
             .ChildOption(ChannelOption.TcpNodelay, true)
+
+            // Only the epoll transport half-closes properly: a client's FIN then leaves our output open for the
+            // Goodbye that proves what arrived. DotNetty's stock transport closes on EOF whatever this says.
+            .ChildOption(ChannelOption.AllowHalfClosure, options.UsesEpoll)
             .ChildOption(ChannelOption.WriteBufferHighWaterMark, options.WriteBufferHighWaterMark)
             .ChildOption(ChannelOption.WriteBufferLowWaterMark, options.WriteBufferLowWaterMark)
             .ChildHandler(new ActionChannelInitializer<IChannel>(InitChannel));

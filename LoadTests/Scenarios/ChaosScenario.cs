@@ -138,6 +138,7 @@ public sealed class ChaosScenario
         {
             "--host", options.Host, "--port", options.Port.ToString(System.Globalization.CultureInfo.InvariantCulture), "--name", name, "--quiet",
             "--connections", botConnections.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            "--transport", options.Transport,
         }.Concat(args))
         {
             info.ArgumentList.Add(arg);

@@ -146,6 +146,73 @@ public class CloseCaseTests
     }
 
     [Fact]
+    public async Task S2_ClientFin_IsAnsweredWithGoodbyeCountingEveryFrame_OnEpoll_AndWithEofOnly_OnStockSockets()
+    {
+        await using var server = await TestServer.StartAsync(NoRateLimit);
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "s2fin", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        for (var i = 1; i <= 500; i++)
+        {
+            await wire.SendAsync(new Move(i, i, i));
+        }
+
+        wire.Socket.Shutdown(SocketShutdown.Send); // FIN, and keep reading
+
+        var answered = await wire.ReceiveUntilEndAsync(CaseTimeout);
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.PeerClosed, closed.Reason);
+        Assert.Equal(501, closed.FramesReceived); // Hello + 500 Moves: every frame before the FIN was processed
+        if (TestServer.DefaultTransport == "epoll")
+        {
+            // The output stayed open after the FIN: the server says how much it got, the proof nothing was lost.
+            var goodbye = Assert.Single(answered.OfType<Goodbye>());
+            Assert.Equal("peer_closed", goodbye.Reason);
+            Assert.Equal(501, goodbye.FramesReceived);
+        }
+        else
+        {
+            // DotNetty's stock transport closes on EOF, whatever AllowHalfClosure says: no answer is possible.
+            Assert.Empty(answered.OfType<Goodbye>());
+        }
+
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task S5_ClientClosesDuringAStream_OnEpoll_TheStreamGoesOnIntoBrokenPipe_OnStockSockets_PeerClosed()
+    {
+        await using var server = await TestServer.StartAsync();
+        using var wire = await Wire.ConnectAsync(server.EndPoint);
+        await wire.SendAsync(new Hello(1, "s5natural", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        await wire.SendAsync(new StreamRequest(1000, 16, 100));
+        await ReceiveAsync<StreamItem>(wire);
+
+        // Right after an item, nothing unread: a plain close sends FIN. On epoll the server finishes the stream it
+        // promised; the first item after the FIN draws an RST and the next write fails with EPIPE, with no pause
+        // of reading needed (the stock transport needs one to show S5 at all).
+        wire.Socket.Close();
+
+        var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
+        if (TestServer.DefaultTransport == "epoll")
+        {
+            Assert.Equal(CloseReason.BrokenPipe, closed.Reason);
+            Assert.Equal(32, closed.Errno);
+        }
+        else
+        {
+            Assert.Equal(CloseReason.PeerClosed, closed.Reason);
+        }
+
+        AssertNoStackTraces(server);
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
     public async Task C1_ServerClosed_ClientWritesTwice_SecondWriteFailsWithEpipe_AndTheProcessSurvives()
     {
         await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=200", "--Server:DrainTimeoutMs=200");
@@ -158,7 +225,11 @@ public class CloseCaseTests
         Assert.Equal(CloseReason.HandshakeTimeout, serverClosed.Reason);
 
         await client.SendAsync(new Ping(1, 1)); // succeeds, and the server's kernel answers with RST
-        var socket = SocketAccess.TryGetSocket(client.Channel)!;
+        // The epoll transport has no .NET socket: poll a non-owning one over its descriptor.
+        using var borrowed = client.Channel is Transport.Epoll.EpollSocketChannel epoll
+            ? new Socket(new SafeSocketHandle(epoll.FileDescriptor, ownsHandle: false))
+            : null;
+        var socket = borrowed ?? SocketAccess.TryGetSocket(client.Channel)!;
         Assert.True(socket.Poll(TimeSpan.FromSeconds(10), SelectMode.SelectError), "the RST arrived");
 
         var second = await Assert.ThrowsAnyAsync<Exception>(() => client.SendAsync(new Ping(2, 2)));
@@ -232,7 +303,7 @@ public class CloseCaseTests
         await stop.CancelAsync();
         await flood.WaitAsync(CaseTimeout);
 
-        Assert.NotNull(report.ServerGoodbye);
+        Assert.True(report.ServerGoodbye is not null, $"no Goodbye before the end: {report}");
         Assert.Equal("server_shutdown", report.ServerGoodbye!.Reason);
         Assert.Equal(CloseReason.PeerClosed, report.Reason); // EOF after the Goodbye, not 104
         Assert.Equal(0, report.Errno);

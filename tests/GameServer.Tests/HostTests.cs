@@ -70,6 +70,15 @@ public class HostTests
                 clients.Add(client);
             }
 
+            // Every frame sent is in the server before it stops: a frame still in flight when the server says
+            // Goodbye is rightly not in its count, and the counts below would differ by a race, not by a loss.
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            while (server.Registry.Snapshot().Sum(c => c.FramesReceived) < 300)
+            {
+                Assert.True(DateTime.UtcNow < deadline, "the server did not receive every client's three frames");
+                await Task.Delay(10);
+            }
+
             await server.StopAsync();
             Assert.Equal(0, server.Metrics.ActiveCount);
 

@@ -63,6 +63,7 @@ public sealed class TestServer : IAsyncDisposable
         Host = EndPoint.Address.ToString(),
         Port = EndPoint.Port,
         PlayerName = name,
+        Transport = DefaultTransport, // the client side of the cases runs on the same transport as the server
     };
 
     /// <summary>Waits for the server side of the connection whose client end is <paramref name="clientLocal"/>.</summary>
