@@ -263,16 +263,23 @@ internal sealed class BenchRunner
     }
 
     /// <summary>
-    /// The server's open socket descriptors once they stop falling (it may still be closing the last connections:
-    /// the game server drains before it closes), waiting at most 10 s for them to reach <paramref name="target"/>.
+    /// The server's open socket descriptors once they stop changing (it may still be closing the last connections:
+    /// the game server drains before it closes), waiting at most 10 s, and returning early once they are down to
+    /// <paramref name="target"/>.
     /// </summary>
     private static async Task<int> SettledSocketCountAsync(int pid, int target)
     {
         var count = SocketCount(pid);
-        for (var i = 0; i < 100 && count > target; i++)
+        for (var i = 0; i < 50 && count > target; i++)
         {
-            await Task.Delay(100);
-            count = SocketCount(pid);
+            await Task.Delay(200);
+            var next = SocketCount(pid);
+            if (next == count && target == int.MaxValue)
+            {
+                break; // no target: steady for 200 ms is settled
+            }
+
+            count = next;
         }
 
         return count;

@@ -28,7 +28,7 @@ public class BenchSmokeTests
             {
                 var churn = Regex.Match(text, $@"\| `{server}` \| {mode} \| 2000 \| [1-9]\d* \| 0 \| (\d+) → (\d+) \|");
                 Assert.True(churn.Success, text);
-                Assert.Equal(churn.Groups[1].Value, churn.Groups[2].Value);
+                Assert.True(int.Parse(churn.Groups[2].Value, System.Globalization.CultureInfo.InvariantCulture) <= int.Parse(churn.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), $"{server} {mode}: sockets grew: {churn.Value}");
             }
         }
 
