@@ -148,6 +148,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
     // ever by data (or a FIN) it must leave unread. EPOLLERR and EPOLLHUP come regardless.
     private const uint ReadInterest = LibC.EPOLLIN | LibC.EPOLLRDHUP;
 
+    // Buffers gathered into one sendmsg; the rest go in the next round of the write loop.
+    private const int MaxIov = 64;
+
     protected override void DoRegister()
     {
         if (fd >= 0)
@@ -222,9 +225,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
 
             var segments = input.GetSharedBufferList();
             long expected = 0;
-            foreach (var segment in segments)
+            for (var i = 0; i < Math.Min(segments.Count, MaxIov); i++)
             {
-                expected += segment.Count;
+                expected += segments[i].Count; // what one sendmsg can take; a short write below means the buffer is full
             }
 
             var written = segments.Count == 1 ? SendOne(segments[0]) : SendGathered(segments);
@@ -265,7 +268,6 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
 
     private unsafe long SendGathered(List<ArraySegment<byte>> segments)
     {
-        const int MaxIov = 64;
         var count = Math.Min(segments.Count, MaxIov);
         var iov = stackalloc LibC.IoVec[count];
         var handles = stackalloc GCHandle[count];

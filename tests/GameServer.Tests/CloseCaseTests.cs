@@ -117,7 +117,9 @@ public class CloseCaseTests
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
         var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
 
-        await wire.SendAsync(new StreamRequest(1000, 16, 150));
+        // Items 400 ms apart: the close below must come before the next item arrives, or that item would sit unread
+        // and turn the client's FIN into an RST (peer_reset); on a loaded machine 150 ms was not always enough.
+        await wire.SendAsync(new StreamRequest(1000, 16, 400));
         await ReceiveAsync<StreamItem>(wire);
 
         // The server stops reading this connection (as it would under inbound backpressure), so it cannot see the
@@ -189,7 +191,7 @@ public class CloseCaseTests
         await wire.SendAsync(new Hello(1, "s5natural", null));
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
         var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
-        await wire.SendAsync(new StreamRequest(1000, 16, 100));
+        await wire.SendAsync(new StreamRequest(1000, 16, 400)); // spaced so the close below meets nothing unread
         await ReceiveAsync<StreamItem>(wire);
 
         // Right after an item, nothing unread: a plain close sends FIN. On epoll the server finishes the stream it
