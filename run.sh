@@ -72,11 +72,12 @@ run_tests() {
     --blame-hang-timeout 5m --filter "FullyQualifiedName!~LoadSmokeTests&FullyQualifiedName!~BenchSmokeTests&FullyQualifiedName!~ClientPoolTests" \
     "$@" || status=$?
   # A hang is killed by the blame collector; name the test that was running so CI shows it.
-  local seq
+  local seq aborted=0
   for seq in "$results"/*/Sequence_*.xml; do
     [ -e "$seq" ] || continue
     echo "hang or crash: the tests running last were:" >&2
     grep -o 'Name="[^"]*"' "$seq" | tail -n 3 >&2
+    aborted=$((aborted + 1))
   done
   # dotnet test prints no plain count line; sum the TRX counters of every test project.
   local passed=0 failed=0 skipped=0 total=0 f counters
@@ -88,6 +89,8 @@ run_tests() {
     failed=$((failed + $(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")))
   done
   skipped=$((total - passed - failed))
+  # A run the blame collector aborted never wrote its hung test as failed: count it, so the line does not say 0.
+  failed=$((failed + aborted))
   if ((total == 0)); then
     echo "no tests ran" >&2
     status=1

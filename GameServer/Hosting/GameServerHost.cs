@@ -179,10 +179,22 @@ public sealed partial class GameServerHost : IHostedService
     {
         var quiet = TimeSpan.Zero;
         var timeout = TimeSpan.FromSeconds(2);
-        await Task.WhenAll(
+        var terminated = Task.WhenAll(
             acceptGroup?.ShutdownGracefullyAsync(quiet, timeout) ?? Task.CompletedTask,
             workerGroup?.ShutdownGracefullyAsync(quiet, timeout) ?? Task.CompletedTask);
+
+        // DotNetty 0.7.6's stock loop has been seen (once, in a hang dump) spinning in ConfirmShutdown after its
+        // deadline, and the host's stop must not wait for it for ever: give it a grace beyond its own timeout.
+        if (await Task.WhenAny(terminated, Task.Delay(timeout + LoopTerminationGrace)) != terminated)
+        {
+            LogLoopsDidNotTerminate(logger, (int)(timeout + LoopTerminationGrace).TotalMilliseconds);
+        }
     }
+
+    private static readonly TimeSpan LoopTerminationGrace = TimeSpan.FromSeconds(3);
+
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "The event loops did not terminate within {TimeoutMs} ms; stopping without them")]
+    private static partial void LogLoopsDidNotTerminate(ILogger logger, int timeoutMs);
 
     [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint}")]
     private static partial void LogListening(ILogger logger, IPEndPoint endPoint);

@@ -168,13 +168,13 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         using var server = BotProcess.StartIn(
             ns.Name,
             BotProcess.BuiltDll("GameServer", "GameServer.dll"),
-            ["--Tcp:KeepAliveTimeSeconds=60", .. serverSettings, "--Server:Port=7777", "--Metrics:Port=0"]);
+            ["--Tcp:KeepAliveTimeSeconds=60", .. serverSettings, "--Server:Port=7777", "--Metrics:Port=0", $"--Server:Transport={TestServer.DefaultTransport}"]);
         await server.WaitForLineAsync(l => l.Contains("Game server listening on", StringComparison.Ordinal));
 
         string[] play = inRoom ? ["--room", "r", "--moves", "3"] : [];
         var bot = BotProcess.StartIn(
             ns.Name, BotProcess.BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"),
-            [.. play, "--port", "7777", "--name", "cable", "--hold-ms", "120000", "--quiet"]);
+            [.. play, "--port", "7777", "--name", "cable", "--hold-ms", "120000", "--quiet", "--transport", TestServer.DefaultTransport]);
         try
         {
             var welcome = await bot.WaitForLineAsync(l => l.StartsWith("welcome ", StringComparison.Ordinal));
