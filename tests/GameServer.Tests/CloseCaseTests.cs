@@ -15,6 +15,9 @@ public class CloseCaseTests
 {
     private static readonly TimeSpan CaseTimeout = TimeSpan.FromSeconds(30);
 
+    // For cases that close right after reading a frame: a heartbeat Ping must not arrive unread in between.
+    private static readonly string[] QuietHeartbeat = ["--Heartbeat:IntervalMs=600000"];
+
     // The flooding cases are about how a connection ends, not about the flood limits (LimitTests covers those).
     private static readonly string[] NoRateLimit =
         ["--Limits:FramesPerSecond=10000000", "--Limits:FrameBurst=10000000", "--Limits:BytesPerSecond=2000000000", "--Limits:ByteBurst=2000000000"];
@@ -111,7 +114,8 @@ public class CloseCaseTests
     [Fact]
     public async Task S5_ServerWritesAfterClientClosed_SecondWriteFailsWithBrokenPipe()
     {
-        await using var server = await TestServer.StartAsync();
+        // No heartbeat: a server Ping landing right behind the last item would sit unread and make the close an RST.
+        await using var server = await TestServer.StartAsync(QuietHeartbeat);
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendAsync(new Hello(1, "s5", null));
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
@@ -186,7 +190,7 @@ public class CloseCaseTests
     [Fact]
     public async Task S5_ClientClosesDuringAStream_OnEpoll_TheStreamGoesOnIntoBrokenPipe_OnStockSockets_PeerClosed()
     {
-        await using var server = await TestServer.StartAsync();
+        await using var server = await TestServer.StartAsync(QuietHeartbeat);
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendAsync(new Hello(1, "s5natural", null));
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
