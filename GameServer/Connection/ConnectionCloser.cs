@@ -1,6 +1,5 @@
 using DotNetty.Buffers;
 using DotNetty.Transport.Channels;
-
 using Transport.Epoll;
 
 namespace GameServer.Connection;
