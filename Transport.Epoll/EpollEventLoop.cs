@@ -35,6 +35,9 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
 
     private readonly ConcurrentQueue<IRunnable> tasks = new();
     private readonly Dictionary<int, IEpollChannel> channels = [];
+    private readonly HashSet<IEpollChannel> parked = [];
+    private readonly Lock wakeLock = new();
+    private bool descriptorsClosed;
     private readonly TaskCompletionSource termination = new();
     private readonly Thread thread;
     private readonly int epollFd;
@@ -109,20 +112,37 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         {
             WakeUp();
         }
+
+        if (Volatile.Read(ref state) == Terminated)
+        {
+            throw new RejectedExecutionException("the epoll event loop terminated while the task was queued");
+        }
     }
 
     public override Task ShutdownGracefullyAsync(TimeSpan quietPeriod, TimeSpan timeout)
     {
-        if (Interlocked.CompareExchange(ref state, ShuttingDown, Started) == Started)
+        // The parameters first: a busy loop may see ShuttingDown and confirm the shutdown at once.
+        quietPeriodTicks = (long)(quietPeriod.TotalSeconds * Stopwatch.Frequency);
+        Volatile.Write(ref shutdownDeadline, Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
+        while (true)
         {
-            quietPeriodTicks = (long)(quietPeriod.TotalSeconds * Stopwatch.Frequency);
-            Volatile.Write(ref shutdownDeadline, Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
-            WakeUp();
-        }
-        else if (Interlocked.CompareExchange(ref state, Terminated, NotStarted) == NotStarted)
-        {
-            CloseDescriptors();
-            termination.TrySetResult();
+            if (Interlocked.CompareExchange(ref state, ShuttingDown, Started) == Started)
+            {
+                WakeUp();
+                break;
+            }
+
+            if (Interlocked.CompareExchange(ref state, Terminated, NotStarted) == NotStarted)
+            {
+                CloseDescriptors();
+                termination.TrySetResult();
+                break;
+            }
+
+            if (Volatile.Read(ref state) >= ShuttingDown)
+            {
+                break; // already on its way
+            }
         }
 
         return TerminationCompletion;
@@ -158,9 +178,33 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
     internal void Remove(IEpollChannel channel)
     {
         Debug.Assert(InEventLoop);
+        parked.Remove(channel);
         if (channels.Remove(channel.FileDescriptor))
         {
             _ = Control(LibC.EPOLL_CTL_DEL, channel.FileDescriptor, 0);
+        }
+    }
+
+    /// <summary>
+    /// Takes a descriptor out of the epoll set but keeps the channel on this loop's books, so a shutdown still
+    /// closes it; <see cref="Unpark"/> puts it back.
+    /// </summary>
+    internal void Park(IEpollChannel channel)
+    {
+        Debug.Assert(InEventLoop);
+        if (channels.Remove(channel.FileDescriptor))
+        {
+            _ = Control(LibC.EPOLL_CTL_DEL, channel.FileDescriptor, 0);
+            parked.Add(channel);
+        }
+    }
+
+    internal void Unpark(IEpollChannel channel, uint interest)
+    {
+        Debug.Assert(InEventLoop);
+        if (parked.Remove(channel))
+        {
+            Add(channel, interest);
         }
     }
 
@@ -184,8 +228,15 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         // Only a loop that is (about to be) blocked in epoll_wait needs the eventfd; one write wakes it for all.
         if (Interlocked.CompareExchange(ref blocked, 0, 1) == 1)
         {
-            ulong one = 1;
-            _ = LibC.write(wakeFd, &one, sizeof(ulong));
+            // Under the lock: once the loop has closed its descriptors, their numbers may belong to anything.
+            lock (wakeLock)
+            {
+                if (!descriptorsClosed)
+                {
+                    ulong one = 1;
+                    _ = LibC.write(wakeFd, &one, sizeof(ulong));
+                }
+            }
         }
     }
 
@@ -232,13 +283,17 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         }
         finally
         {
-            foreach (var channel in channels.Values.ToList())
+            // Tasks queued during the shutdown (a registration from the accept loop, say) run first, then whatever is
+            // still open is closed at once, then the loop stops taking tasks and runs what raced the stop.
+            RunAllTasksNow();
+            foreach (var channel in AllChannels())
             {
                 channel.ForceClose();
             }
 
             RunAllTasksNow();
             Volatile.Write(ref state, Terminated);
+            RunAllTasksNow();
             CloseDescriptors();
             termination.TrySetResult();
         }
@@ -249,7 +304,7 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         var timeout = 0;
         if (tasks.IsEmpty)
         {
-            Volatile.Write(ref blocked, 1);
+            Interlocked.Exchange(ref blocked, 1); // a full fence: the queue check below must not move above it
 
             // A task queued between the check above and the store is seen here; one queued after it finds
             // blocked = 1 and writes the eventfd.
@@ -331,9 +386,9 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
     private bool ConfirmShutdown()
     {
         CancelScheduledTasks();
-        foreach (var channel in channels.Values.ToList())
+        foreach (var channel in AllChannels())
         {
-            channel.ForceClose();
+            channel.Close(); // through the pipeline: ChannelInactive fires, pending writes fail, CloseCompletion completes
         }
 
         RunAllTasksNow();
@@ -354,7 +409,16 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
 
     private void CloseDescriptors()
     {
-        _ = LibC.close(wakeFd);
-        _ = LibC.close(epollFd);
+        lock (wakeLock)
+        {
+            if (!descriptorsClosed)
+            {
+                descriptorsClosed = true;
+                _ = LibC.close(wakeFd);
+                _ = LibC.close(epollFd);
+            }
+        }
     }
+
+    private List<IEpollChannel> AllChannels() => [.. channels.Values, .. parked];
 }

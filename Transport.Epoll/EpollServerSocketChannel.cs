@@ -44,6 +44,8 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
 
     void IEpollChannel.OnEvents(uint events) => Accept();
 
+    void IEpollChannel.Close() => _ = Unsafe.CloseAsync();
+
     void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
 
     protected override IChannelUnsafe NewUnsafe() => new ServerUnsafe(this);
@@ -102,6 +104,25 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
     }
 
     protected override void DoWrite(ChannelOutboundBuffer input) => throw new NotSupportedException("a listening socket cannot write");
+
+    /// <summary>
+    /// AutoRead was turned off (ServerBootstrap does so for a second after accept fails, e.g. EMFILE): stop accepting
+    /// now, or level-triggered epoll would report the waiting connection, and accept fail, on every loop pass.
+    /// </summary>
+    internal void StopAccepting()
+    {
+        if (EventLoop is { } loop && Registered)
+        {
+            loop.Execute(() =>
+            {
+                if (!config.AutoRead)
+                {
+                    readPending = false;
+                    SetInterest(0);
+                }
+            });
+        }
+    }
 
     private void SetInterest(uint next)
     {

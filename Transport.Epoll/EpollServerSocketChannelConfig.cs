@@ -7,9 +7,12 @@ namespace Transport.Epoll;
 /// <summary>Options of a listening socket: backlog, SO_REUSEADDR, SO_REUSEPORT and the receive buffer its connections inherit.</summary>
 public sealed unsafe class EpollServerSocketChannelConfig : DefaultChannelConfiguration, IServerSocketChannelConfiguration
 {
+    private readonly EpollServerSocketChannel channel;
+
     public EpollServerSocketChannelConfig(EpollServerSocketChannel channel)
         : base(channel)
     {
+        this.channel = channel;
     }
 
     public int Backlog { get; set; } = 1024;
@@ -72,6 +75,8 @@ public sealed unsafe class EpollServerSocketChannelConfig : DefaultChannelConfig
 
         return true;
     }
+
+    protected override void AutoReadCleared() => channel.StopAccepting();
 
     /// <summary>Sets the options on the socket before bind (they only take effect there).</summary>
     internal void Apply(int fd)

@@ -77,7 +77,11 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
         }
     }
 
-    /// <summary>AutoRead was turned off: stop asking epoll for reads now, not after the next one.</summary>
+    /// <summary>
+    /// AutoRead was turned off: stop asking epoll for reads unless a read is still pending. The read requested after
+    /// the last read complete stays: like the stock transport's one posted receive, it takes the next bytes, which the
+    /// project's tests and clients rely on to know exactly when reading stops.
+    /// </summary>
     internal void StopReadingSoon()
     {
         if (EventLoop is { } loop && Registered)
@@ -136,6 +140,8 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
 
     void IEpollChannel.OnEvents(uint events) => ((EpollUnsafe)Unsafe).OnEvents(events);
 
+    void IEpollChannel.Close() => _ = Unsafe.CloseAsync();
+
     void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
 
     protected override IChannelUnsafe NewUnsafe() => new EpollUnsafe(this);
@@ -166,6 +172,8 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
         {
             Loop.Remove(this);
         }
+
+        parked = false;
     }
 
     protected override void DoBind(EndPoint localAddress)
@@ -317,7 +325,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
     {
         if (!parked && fd >= 0 && Registered)
         {
-            Loop.Remove(this);
+            Loop.Park(this);
             parked = true;
         }
     }
@@ -327,7 +335,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
         if (parked && fd >= 0)
         {
             parked = false;
-            Loop.Add(this, interest);
+            Loop.Unpark(this, interest);
         }
     }
 
@@ -407,6 +415,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
                 }
 
                 ch.connectPromise = new TaskCompletionSource(remoteAddress);
+                ch.Unpark(); // an unconnected socket reports EPOLLHUP; after an explicit bind it may have been parked
                 var timeout = ch.config.ConnectTimeout;
                 if (timeout > TimeSpan.Zero)
                 {
@@ -439,8 +448,13 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpoll
 
             if ((events & LibC.EPOLLOUT) != 0 && ch.fd >= 0)
             {
-                // Room in the send buffer again: write what waited.
+                // Room in the send buffer again: write what waited. If a failed write emptied the buffer without a
+                // close, nothing would turn EPOLLOUT off again and the level-triggered loop would spin.
                 Flush0();
+                if (ch.fd >= 0 && OutboundBuffer is not { Size: > 0 })
+                {
+                    ch.SetInterest(LibC.EPOLLOUT, false);
+                }
             }
 
             if (ch.fd < 0)

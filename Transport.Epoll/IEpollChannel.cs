@@ -8,6 +8,9 @@ internal interface IEpollChannel
     /// <summary>Handles the events epoll reported for this descriptor. On the loop thread.</summary>
     void OnEvents(uint events);
 
-    /// <summary>Closes at once (the loop is shutting down).</summary>
+    /// <summary>Closes through the pipeline (the loop is shutting down gracefully).</summary>
+    void Close();
+
+    /// <summary>Closes at once, the last resort when the loop terminates.</summary>
     void ForceClose();
 }
