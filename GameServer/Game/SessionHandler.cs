@@ -88,7 +88,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
             context.Channel,
             CloseReason.PeerClosed,
             s => player is null ? null : new Goodbye(CloseReason.PeerClosed.ToName(), s.FramesReceived),
-            "peer sent FIN; answered with Goodbye");
+            player is null ? "peer sent FIN before Hello" : "peer sent FIN; answered with Goodbye");
     }
 
     public override void ChannelWritabilityChanged(IChannelHandlerContext context)

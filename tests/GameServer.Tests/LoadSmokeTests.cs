@@ -36,4 +36,19 @@ public class LoadSmokeTests
         Assert.DoesNotContain("http", html, StringComparison.Ordinal); // and nothing is fetched from elsewhere
         Directory.Delete(reports, recursive: true);
     }
+
+    [Theory]
+    [InlineData("--copies", "-1", "--copies must not be negative")]
+    [InlineData("--target", "nowhere", "--target must be host:port, not 'nowhere'")]
+    [InlineData("--client-transport", "udp", "--client-transport must be sockets or epoll, not 'udp'")]
+    [InlineData("--frobnicate", "1", "unknown option --frobnicate")]
+    public async Task BadOption_StopsTheSuiteAtOnce_WithOneLineNamingIt(string option, string value, string expected)
+    {
+        using var load = BotProcess.StartIn(null, BotProcess.BuiltDll("LoadTests", "LoadTests.dll"), option, value);
+        var exit = await load.WaitExitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"load: {expected}", load.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", load.Output, StringComparison.Ordinal); // no stack trace
+    }
 }
