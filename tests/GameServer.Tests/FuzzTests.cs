@@ -128,8 +128,10 @@ public class FuzzTests
         Assert.True(closes.Count(c => c.Reason == CloseReason.ProtocolError) > 100, "most fuzzed connections broke the protocol");
         Assert.DoesNotContain(server.Logs.Entries, e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Error);
 
+        // 20 ticks a second: 2 s is 40 missed updates, a stalled server by any measure, yet above the one-second pauses
+        // a cold 2-core CI machine showed twice (1004 and 1017 ms) while 200 connections were set up and torn down.
         var gap = await watching;
-        Assert.True(gap < TimeSpan.FromSeconds(1), $"the steady player waited {gap.TotalMilliseconds:0} ms for a StateUpdate");
+        Assert.True(gap < TimeSpan.FromSeconds(2), $"the steady player waited {gap.TotalMilliseconds:0} ms for a StateUpdate");
         await player.GoodbyeAsync();
         await server.AssertAllClosedAsync();
     }
