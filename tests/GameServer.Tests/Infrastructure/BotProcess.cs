@@ -36,9 +36,9 @@ public sealed class BotProcess : IDisposable
 
     public int Pid => process.Id;
 
-    /// <summary>Starts the bot on the transport of this test pass (<see cref="TestServer.DefaultTransport"/>).</summary>
+    /// <summary>Starts the bot on the transport of this test pass (<see cref="TestServer.DefaultTransport"/>), unless the arguments pick one.</summary>
     public static BotProcess Start(params string[] args) =>
-        StartIn(null, BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"), [.. args, "--transport", TestServer.DefaultTransport]);
+        StartIn(null, BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"), args.Contains("--transport") ? args : [.. args, "--transport", TestServer.DefaultTransport]);
 
     /// <summary>Starts a built .NET program, inside the network namespace <paramref name="netns"/> when given.</summary>
     public static BotProcess StartIn(string? netns, string dll, params string[] args)
