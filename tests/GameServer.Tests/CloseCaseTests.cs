@@ -227,7 +227,8 @@ public class CloseCaseTests
     [Fact]
     public async Task C1_ServerClosed_ClientWritesTwice_SecondWriteFailsWithEpipe_AndTheProcessSurvives()
     {
-        await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=200", "--Server:DrainTimeoutMs=200");
+        // 1 s, not less: the test must find the connection in the registry before the server gives up on it.
+        await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=1000", "--Server:DrainTimeoutMs=200");
         var client = await GameConnection.ConnectRawAsync(server.ClientOptions("c1"));
         client.PauseReading(); // not yet aware of the server's close
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
