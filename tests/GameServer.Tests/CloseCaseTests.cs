@@ -146,9 +146,9 @@ public class CloseCaseTests
         await ReceiveAsync<Pong>(wire, p => p.Seq == 777);
         await ReceiveAsync<StreamItem>(wire);
 
-        // Close normally right after an item: the next item (first write after our FIN) draws an RST, the one
+        // Close normally with nothing unread: the next item (first write after our FIN) draws an RST, the one
         // after it fails with EPIPE.
-        wire.Socket.Close();
+        await wire.CloseAfterDrainingAsync();
 
         var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.BrokenPipe, closed.Reason);
@@ -207,7 +207,7 @@ public class CloseCaseTests
         // Right after an item, nothing unread: a plain close sends FIN. On epoll the server finishes the stream it
         // promised; the first item after the FIN draws an RST and the next write fails with EPIPE, with no pause
         // of reading needed (the stock transport needs one to show S5 at all).
-        wire.Socket.Close();
+        await wire.CloseAfterDrainingAsync();
 
         var closed = await serverSide.Closed.WaitAsync(CaseTimeout);
         if (TestServer.DefaultTransport == "epoll")

@@ -73,6 +73,20 @@ public sealed class Wire : IDisposable
         return all;
     }
 
+    /// <summary>
+    /// Reads whatever has already arrived, then closes. Data left unread at close makes the kernel send RST instead
+    /// of FIN; on a loaded machine a paced frame can land between the test's last read and its close.
+    /// </summary>
+    public async Task CloseAfterDrainingAsync()
+    {
+        while (Socket.Available > 0)
+        {
+            await ReceiveAsync();
+        }
+
+        Socket.Close();
+    }
+
     public void Dispose() => Socket.Dispose();
 
     private async Task<bool> ReadExactlyAsync(byte[] buffer, CancellationToken cancellationToken)
