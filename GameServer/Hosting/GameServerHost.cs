@@ -1,4 +1,5 @@
 using System.Net;
+using DotNetty.Common;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
@@ -76,6 +77,7 @@ public sealed partial class GameServerHost : IHostedService
     {
         // DotNetty's own warnings (unknown options, leaked buffers) would otherwise go nowhere.
         DotNettyLogBridge.Attach(loggerFactory);
+        ResourceLeakDetector.Level = options.LeakDetectionLevel;
 
         var bootstrap = new ServerBootstrap();
         if (options.UsesEpoll)
