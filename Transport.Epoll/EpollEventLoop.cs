@@ -404,7 +404,6 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         }
 
         return false; // looked at again after at most ShutdownPollMs
-
     }
 
     private void CloseDescriptors()

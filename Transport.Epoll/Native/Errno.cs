@@ -5,8 +5,8 @@ namespace Transport.Epoll.Native;
 
 /// <summary>
 /// Turns an errno into the <see cref="SocketException"/> the stock transport would have thrown, so handlers written
-/// for it (a close classifier reading <see cref="SocketException.SocketErrorCode"/>) need no case for this one. On
-/// Linux the runtime maps the <see cref="SocketError"/> back to the errno in <c>NativeErrorCode</c>.
+/// for it (a close classifier reading <see cref="SocketException.SocketErrorCode"/>) need no case for this one; the
+/// exact errno stays in <see cref="EpollSocketException.Errno"/>.
 /// </summary>
 internal static class Errno
 {
@@ -15,7 +15,7 @@ internal static class Errno
 
     public static int Last => Marshal.GetLastPInvokeError();
 
-    public static SocketException ToException(int errno) => new((int)ToSocketError(errno));
+    public static EpollSocketException ToException(int errno) => new(errno);
 
     public static SocketError ToSocketError(int errno) => errno switch
     {
@@ -40,6 +40,7 @@ internal static class Errno
         107 => SocketError.NotConnected,
         110 => SocketError.TimedOut,
         111 => SocketError.ConnectionRefused,
+        112 => SocketError.HostDown,
         113 => SocketError.HostUnreachable,
         114 => SocketError.AlreadyInProgress,
         115 => SocketError.InProgress,

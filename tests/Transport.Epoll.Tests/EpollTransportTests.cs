@@ -98,7 +98,7 @@ public sealed class EpollTransportTests : IAsyncLifetime
         socket.LingerState = new LingerOption(true, 0);
         socket.Close(); // RST
 
-        var error = Assert.IsType<SocketException>(await caught.Task.WaitAsync(Timeout));
+        var error = Assert.IsType<EpollSocketException>(await caught.Task.WaitAsync(Timeout));
         Assert.Equal(SocketError.ConnectionReset, error.SocketErrorCode);
         Assert.Equal(104, error.NativeErrorCode);
         await server.CloseAsync();
@@ -135,9 +135,9 @@ public sealed class EpollTransportTests : IAsyncLifetime
             }
         }
 
-        var write = Assert.IsType<SocketException>(writeError);
+        var write = Assert.IsType<EpollSocketException>(writeError);
         Assert.Equal(32, write.NativeErrorCode);
-        var seen = Assert.IsType<SocketException>(await caught.Task.WaitAsync(Timeout));
+        var seen = Assert.IsType<EpollSocketException>(await caught.Task.WaitAsync(Timeout));
         Assert.Equal(32, seen.NativeErrorCode); // the pipeline heard it too, not a bare ClosedChannelException
         await server.CloseAsync();
     }
@@ -222,7 +222,7 @@ public sealed class EpollTransportTests : IAsyncLifetime
             .ConnectAsync(new IPEndPoint(IPAddress.Loopback, port))
             .WaitAsync(Timeout));
 
-        var socketError = Assert.IsType<SocketException>(error is SocketException ? error : error.InnerException);
+        var socketError = Assert.IsType<EpollSocketException>(error is SocketException ? error : error.InnerException);
         Assert.Equal(SocketError.ConnectionRefused, socketError.SocketErrorCode);
     }
 

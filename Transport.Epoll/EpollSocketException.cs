@@ -1,0 +1,24 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Transport.Epoll.Native;
+
+namespace Transport.Epoll;
+
+/// <summary>
+/// A <see cref="SocketException"/> that keeps the errno it came from. Handlers written for the stock transport read
+/// <see cref="SocketException.SocketErrorCode"/> and find what they expect; but .NET rebuilds
+/// <see cref="System.ComponentModel.Win32Exception.NativeErrorCode"/> from that code, which loses some errnos (EMFILE
+/// reads back as ENFILE, EBADF as ECANCELED, one without a <see cref="SocketError"/> as -131074). <see cref="Errno"/>
+/// is the number the kernel returned.
+/// </summary>
+public sealed class EpollSocketException : SocketException
+{
+    public EpollSocketException(int errno)
+        : base((int)Native.Errno.ToSocketError(errno), $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})")
+    {
+        Errno = errno;
+    }
+
+    /// <summary>The errno, as the failed call set it.</summary>
+    public int Errno { get; }
+}
