@@ -30,6 +30,13 @@ public sealed class GameClientOptions
     /// <summary>Answer every server Ping with a Pong (turn off to play a peer that ignores heartbeats).</summary>
     public bool AnswerPings { get; set; } = true;
 
-    /// <summary><c>sockets</c> (DotNetty's stock transport) or <c>epoll</c> (Transport.Epoll, Linux only).</summary>
-    public string Transport { get; set; } = "sockets";
+    /// <summary>
+    /// <c>auto</c> (the default: epoll on Linux, sockets elsewhere), <c>sockets</c> (DotNetty's stock transport) or
+    /// <c>epoll</c> (Transport.Epoll, Linux only: it half-closes, and reads nothing while reading is paused).
+    /// </summary>
+    public string Transport { get; set; } = "auto";
+
+    /// <summary>Whether <see cref="Transport"/> comes to Transport.Epoll on this system.</summary>
+    public bool UsesEpoll => string.Equals(Transport, "epoll", StringComparison.OrdinalIgnoreCase)
+        || (string.Equals(Transport, "auto", StringComparison.OrdinalIgnoreCase) && OperatingSystem.IsLinux());
 }

@@ -104,17 +104,18 @@ public sealed class GameConnection : IAsyncDisposable
             ConnectionMetrics.None,
             logger ?? NullLogger.Instance);
         var bootstrap = new Bootstrap();
-        if (string.Equals(options.Transport, "epoll", StringComparison.OrdinalIgnoreCase))
+        if (options.Transport.ToLowerInvariant() is not ("auto" or "sockets" or "epoll"))
+        {
+            throw new ArgumentException($"Transport must be 'auto', 'sockets' or 'epoll', not '{options.Transport}'", nameof(options));
+        }
+
+        if (options.UsesEpoll)
         {
             bootstrap.Group(SharedEpollGroup.Value).Channel<EpollSocketChannel>();
         }
-        else if (string.Equals(options.Transport, "sockets", StringComparison.OrdinalIgnoreCase))
-        {
-            bootstrap.Group(SharedGroup.Value).Channel<TcpSocketChannel>();
-        }
         else
         {
-            throw new ArgumentException($"Transport must be 'sockets' or 'epoll', not '{options.Transport}'", nameof(options));
+            bootstrap.Group(SharedGroup.Value).Channel<TcpSocketChannel>();
         }
 
         bootstrap

@@ -241,8 +241,8 @@ namespace LoadTests
 
         public string ReportFolder { get; init; } = "load-reports";
 
-        /// <summary>The suite's own connections and bot victims: <c>sockets</c> or <c>epoll</c>.</summary>
-        public string ClientTransport { get; init; } = "sockets";
+        /// <summary>The suite's own connections and bot victims: <c>auto</c> (epoll on Linux), <c>sockets</c> or <c>epoll</c>.</summary>
+        public string ClientTransport { get; init; } = "auto";
 
         public IReadOnlyList<string> ServerArgs { get; init; } = [];
 
@@ -310,7 +310,7 @@ namespace LoadTests
             Require(
                 Target is null || (Target.LastIndexOf(':') > 0 && int.TryParse(Target[(Target.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536),
                 $"--target must be host:port, not '{Target}'");
-            Require(ClientTransport is "sockets" or "epoll", $"--client-transport must be sockets or epoll, not '{ClientTransport}'");
+            Require(ClientTransport is "auto" or "sockets" or "epoll", $"--client-transport must be auto, sockets or epoll, not '{ClientTransport}'");
             Require(Metrics is null || Uri.IsWellFormedUriString(Metrics, UriKind.Absolute), $"--metrics must be an absolute URL, not '{Metrics}'");
             return this;
         }

@@ -18,7 +18,7 @@ namespace Transport.Epoll;
 /// sends a FIN and keeps reading. Errors reach <c>ExceptionCaught</c> as <see cref="SocketException"/>s that carry the
 /// errno, on reads and on writes.
 /// </summary>
-public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IEpollChannel
+public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuplexChannel, IEpollChannel
 {
     private static readonly ChannelMetadata ChannelMetadata = new(false, 16);
 

@@ -10,6 +10,20 @@ namespace Transport.Epoll;
 /// </summary>
 public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguration, ISocketChannelConfiguration
 {
+    // The options that are one int (or bool) setsockopt each.
+    private static readonly Dictionary<ChannelOption, (int Level, int Name)> IntOptions = new(ReferenceEqualityComparer.Instance)
+    {
+        [ChannelOption.SoRcvbuf] = (LibC.SOL_SOCKET, LibC.SO_RCVBUF),
+        [ChannelOption.SoSndbuf] = (LibC.SOL_SOCKET, LibC.SO_SNDBUF),
+        [ChannelOption.SoKeepalive] = (LibC.SOL_SOCKET, LibC.SO_KEEPALIVE),
+        [ChannelOption.SoReuseaddr] = (LibC.SOL_SOCKET, LibC.SO_REUSEADDR),
+        [ChannelOption.TcpNodelay] = (LibC.IPPROTO_TCP, LibC.TCP_NODELAY),
+        [EpollChannelOption.TcpKeepIdle] = (LibC.IPPROTO_TCP, LibC.TCP_KEEPIDLE),
+        [EpollChannelOption.TcpKeepInterval] = (LibC.IPPROTO_TCP, LibC.TCP_KEEPINTVL),
+        [EpollChannelOption.TcpKeepCount] = (LibC.IPPROTO_TCP, LibC.TCP_KEEPCNT),
+        [EpollChannelOption.TcpUserTimeout] = (LibC.IPPROTO_TCP, LibC.TCP_USER_TIMEOUT),
+    };
+
     private readonly EpollSocketChannel channel;
     private readonly List<Action<int>> pending = [];
     private volatile bool allowHalfClosure;
@@ -85,14 +99,10 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
 
     public override T GetOption<T>(ChannelOption<T> option)
     {
-        if (ReferenceEquals(option, ChannelOption.SoRcvbuf))
+        if (IntOptions.TryGetValue(option, out var o))
         {
-            return (T)(object)ReceiveBufferSize;
-        }
-
-        if (ReferenceEquals(option, ChannelOption.SoSndbuf))
-        {
-            return (T)(object)SendBufferSize;
+            var value = Get(o.Level, o.Name);
+            return typeof(T) == typeof(bool) ? (T)(object)(value != 0) : (T)(object)value;
         }
 
         if (ReferenceEquals(option, ChannelOption.SoLinger))
@@ -100,44 +110,9 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
             return (T)(object)Linger;
         }
 
-        if (ReferenceEquals(option, ChannelOption.SoKeepalive))
-        {
-            return (T)(object)KeepAlive;
-        }
-
-        if (ReferenceEquals(option, ChannelOption.SoReuseaddr))
-        {
-            return (T)(object)ReuseAddress;
-        }
-
-        if (ReferenceEquals(option, ChannelOption.TcpNodelay))
-        {
-            return (T)(object)TcpNoDelay;
-        }
-
         if (ReferenceEquals(option, ChannelOption.AllowHalfClosure))
         {
             return (T)(object)AllowHalfClosure;
-        }
-
-        if (ReferenceEquals(option, EpollChannelOption.TcpKeepIdle))
-        {
-            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPIDLE);
-        }
-
-        if (ReferenceEquals(option, EpollChannelOption.TcpKeepInterval))
-        {
-            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPINTVL);
-        }
-
-        if (ReferenceEquals(option, EpollChannelOption.TcpKeepCount))
-        {
-            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_KEEPCNT);
-        }
-
-        if (ReferenceEquals(option, EpollChannelOption.TcpUserTimeout))
-        {
-            return (T)(object)Get(LibC.IPPROTO_TCP, LibC.TCP_USER_TIMEOUT);
         }
 
         return base.GetOption(option);
@@ -147,49 +122,17 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
     {
         Validate(option, value);
         object boxed = value!;
-        if (ReferenceEquals(option, ChannelOption.SoRcvbuf))
+        if (IntOptions.TryGetValue(option, out var o))
         {
-            ReceiveBufferSize = (int)boxed;
-        }
-        else if (ReferenceEquals(option, ChannelOption.SoSndbuf))
-        {
-            SendBufferSize = (int)boxed;
+            Set(o.Level, o.Name, boxed is bool on ? (on ? 1 : 0) : (int)boxed);
         }
         else if (ReferenceEquals(option, ChannelOption.SoLinger))
         {
             Linger = (int)boxed;
         }
-        else if (ReferenceEquals(option, ChannelOption.SoKeepalive))
-        {
-            KeepAlive = (bool)boxed;
-        }
-        else if (ReferenceEquals(option, ChannelOption.SoReuseaddr))
-        {
-            ReuseAddress = (bool)boxed;
-        }
-        else if (ReferenceEquals(option, ChannelOption.TcpNodelay))
-        {
-            TcpNoDelay = (bool)boxed;
-        }
         else if (ReferenceEquals(option, ChannelOption.AllowHalfClosure))
         {
             AllowHalfClosure = (bool)boxed;
-        }
-        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepIdle))
-        {
-            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPIDLE, (int)boxed);
-        }
-        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepInterval))
-        {
-            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPINTVL, (int)boxed);
-        }
-        else if (ReferenceEquals(option, EpollChannelOption.TcpKeepCount))
-        {
-            Set(LibC.IPPROTO_TCP, LibC.TCP_KEEPCNT, (int)boxed);
-        }
-        else if (ReferenceEquals(option, EpollChannelOption.TcpUserTimeout))
-        {
-            Set(LibC.IPPROTO_TCP, LibC.TCP_USER_TIMEOUT, (int)boxed);
         }
         else
         {

@@ -29,8 +29,8 @@ close.Validators.Add(result =>
     }
 });
 var quiet = new Option<bool>("--quiet") { Description = "Print only the summary lines" };
-var transport = new Option<string>("--transport") { Description = "sockets (DotNetty's stock transport) or epoll (Linux)", DefaultValueFactory = _ => "sockets" };
-transport.AcceptOnlyFromAmong("sockets", "epoll");
+var transport = new Option<string>("--transport") { Description = "auto (epoll on Linux), sockets (DotNetty's stock transport) or epoll (Linux)", DefaultValueFactory = _ => "auto" };
+transport.AcceptOnlyFromAmong("auto", "sockets", "epoll");
 var connections = new Option<int>("--connections")
 {
     Description = "Connections this process holds, each running the same plan (names get -1, -2, ...)",

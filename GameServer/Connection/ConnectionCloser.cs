@@ -80,7 +80,7 @@ public static class ConnectionCloser
 
         // The peer's FIN came before ours (a half-closing transport kept the output open for the farewell): both
         // directions are done, there is nothing left to drain.
-        if (channel is EpollSocketChannel { IsInputShutdown: true })
+        if (channel is IDuplexChannel { IsInputShutdown: true })
         {
             CloseQuietly(channel);
             return;

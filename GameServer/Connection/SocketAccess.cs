@@ -11,8 +11,8 @@ namespace GameServer.Connection;
 /// Reaches the <see cref="Socket"/> under a stock DotNetty socket channel. DotNetty 0.7.6 keeps it in a protected
 /// field and offers neither a true half-close nor a true abort: its <c>DoClose</c> always calls
 /// <c>Shutdown(Both)</c>, which sends FIN before any RST. Both operations here must run on the channel's event loop.
-/// The epoll transport does both properly, through <see cref="EpollSocketChannel.ShutdownOutputAsync"/> and
-/// <see cref="ChannelOption.SoLinger"/>, and is driven that way.
+/// A transport that half-closes properly (an <see cref="IDuplexChannel"/>, such as the epoll one) is driven through
+/// <see cref="IDuplexChannel.ShutdownOutputAsync"/> and <see cref="ChannelOption.SoLinger"/> instead.
 /// </summary>
 public static partial class SocketAccess
 {
@@ -39,10 +39,10 @@ public static partial class SocketAccess
         var socket = TryGetSocket(channel);
         if (socket is null)
         {
-            if (channel is EpollSocketChannel { Active: true } epoll)
+            if (channel is IDuplexChannel { Active: true } duplex)
             {
                 // A transport without the stock one's flaw: its own half-close is shutdown(SHUT_WR), done inline on the loop.
-                return !epoll.ShutdownOutputAsync().IsFaulted;
+                return !duplex.ShutdownOutputAsync().IsFaulted;
             }
 
             return false;

@@ -40,7 +40,7 @@ public class LoadSmokeTests
     [Theory]
     [InlineData("--copies", "-1", "--copies must not be negative")]
     [InlineData("--target", "nowhere", "--target must be host:port, not 'nowhere'")]
-    [InlineData("--client-transport", "udp", "--client-transport must be sockets or epoll, not 'udp'")]
+    [InlineData("--client-transport", "udp", "--client-transport must be auto, sockets or epoll, not 'udp'")]
     [InlineData("--frobnicate", "1", "unknown option --frobnicate")]
     public async Task BadOption_StopsTheSuiteAtOnce_WithOneLineNamingIt(string option, string value, string expected)
     {

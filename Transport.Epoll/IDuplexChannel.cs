@@ -1,0 +1,20 @@
+using DotNetty.Transport.Channels;
+
+namespace Transport.Epoll;
+
+/// <summary>
+/// A connection whose two directions end separately (Netty's <c>DuplexChannel</c>, which DotNetty 0.7.6 lacks).
+/// Handlers that half-close, or want to know that the peer did, test for this capability rather than for a
+/// transport's class, so they keep working on any transport that offers it.
+/// </summary>
+public interface IDuplexChannel : IChannel
+{
+    /// <summary>The peer's FIN has been read; with AllowHalfClosure the channel stays open for writing.</summary>
+    bool IsInputShutdown { get; }
+
+    /// <summary>Our FIN has been sent (or the channel is no longer active).</summary>
+    bool IsOutputShutdown { get; }
+
+    /// <summary>Sends FIN after what is already written; reading goes on.</summary>
+    Task ShutdownOutputAsync();
+}
