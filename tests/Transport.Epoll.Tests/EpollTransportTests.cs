@@ -14,22 +14,8 @@ namespace Transport.Epoll.Tests;
 /// gathering writes, AutoRead, peer close without read, reset, forcible close) plus what this transport adds:
 /// half-closure both ways and errors that carry the errno.
 /// </summary>
-public sealed class EpollTransportTests : IAsyncLifetime
+public sealed class EpollTransportTests() : LoopbackTestBase(workerThreads: 2)
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
-
-    private readonly EpollEventLoopGroup boss = new(1);
-    private readonly EpollEventLoopGroup workers = new(2);
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        await Task.WhenAll(
-            boss.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)),
-            workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5))).WaitAsync(Timeout);
-    }
-
     [Fact]
     public async Task Echo_OfAMegabyte_ComesBackByteForByte_ToAnEpollClient()
     {
@@ -40,7 +26,7 @@ public sealed class EpollTransportTests : IAsyncLifetime
         new Random(7).NextBytes(payload);
 
         var client = await new Bootstrap()
-            .Group(workers)
+            .Group(Workers)
             .Channel<EpollSocketChannel>()
             .Option(ChannelOption.TcpNodelay, true)
             .Handler(new ActionChannelInitializer<IChannel>(ch => ch.Pipeline.AddLast(new Collect(received, payload.Length, done))))
@@ -216,7 +202,7 @@ public sealed class EpollTransportTests : IAsyncLifetime
     {
         var port = FreePort();
         var error = await Assert.ThrowsAnyAsync<Exception>(() => new Bootstrap()
-            .Group(workers)
+            .Group(Workers)
             .Channel<EpollSocketChannel>()
             .Handler(new ActionChannelInitializer<IChannel>(_ => { }))
             .ConnectAsync(new IPEndPoint(IPAddress.Loopback, port))
@@ -242,22 +228,6 @@ public sealed class EpollTransportTests : IAsyncLifetime
         Assert.Equal(7, config.GetOption(EpollChannelOption.TcpKeepIdle));
         Assert.Equal(1500, config.GetOption(EpollChannelOption.TcpUserTimeout));
         await server.CloseAsync();
-    }
-
-    private async Task<IChannel> ListenAsync(Action<IChannel> init, bool halfClosure = false) =>
-        await new ServerBootstrap()
-            .Group(boss, workers)
-            .Channel<EpollServerSocketChannel>()
-            .ChildOption(ChannelOption.AllowHalfClosure, halfClosure)
-            .ChildHandler(new ActionChannelInitializer<IChannel>(init))
-            .BindAsync(new IPEndPoint(IPAddress.Loopback, 0))
-            .WaitAsync(Timeout);
-
-    private static async Task<Socket> ConnectSocketAsync(IChannel server)
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(server.LocalAddress).WaitAsync(Timeout);
-        return socket;
     }
 
     private static async Task<string> ReadToEndAsync(Socket socket)

@@ -14,10 +14,8 @@ namespace Transport.Epoll.Tests;
 /// EMFILE, a hang-up while reading is paused, EPOLLOUT left on), and channels a shutdown forgets. A spin is measured as the
 /// loop thread's own CPU time over a window in which it has nothing to do.
 /// </summary>
-public sealed class LoopRobustnessTests : IAsyncLifetime
+public sealed class LoopRobustnessTests() : LoopbackTestBase(workerThreads: 1)
 {
-    private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(30);
-
     // An idle loop thread uses next to no CPU; a spinning one uses the whole window. A quarter leaves room for a
     // loaded CI machine without letting a spin pass.
     private static readonly TimeSpan IdleWindow = TimeSpan.FromMilliseconds(800);
@@ -25,25 +23,13 @@ public sealed class LoopRobustnessTests : IAsyncLifetime
 
     private static readonly int[] ResetOrBrokenPipe = [104, 32];
 
-    private readonly EpollEventLoopGroup boss = new(1);
-    private readonly EpollEventLoopGroup workers = new(1);
-
-    public Task InitializeAsync() => Task.CompletedTask;
-
-    public async Task DisposeAsync()
-    {
-        await Task.WhenAll(
-            boss.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)),
-            workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5))).WaitAsync(Timeout);
-    }
-
     [Fact]
     public async Task TasksFromOtherThreads_AlwaysWakeAnIdleLoop()
     {
         // With no scheduled task the loop waits in epoll_wait without a timeout: a wake-up lost between its look at
         // the queue and the wait would leave the task there for good. Each task is queued just as the loop goes
         // back to sleep after the previous one, which is where that race lives.
-        var loop = workers.GetNext();
+        var loop = Workers.GetNext();
         for (var i = 0; i < 20_000; i++)
         {
             var ran = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -115,7 +101,7 @@ public sealed class LoopRobustnessTests : IAsyncLifetime
         await LoopThread.PassAsync(channel.EventLoop);
         Assert.True(channel.Open);
 
-        await workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)).WaitAsync(Timeout);
+        await Workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)).WaitAsync(Timeout);
         await inactive.Task.WaitAsync(Timeout);
         await channel.CloseCompletion.WaitAsync(Timeout);
         Assert.False(channel.Open);
@@ -135,7 +121,7 @@ public sealed class LoopRobustnessTests : IAsyncLifetime
         using var socket = await ConnectSocketAsync(server);
         await accepted.Task.WaitAsync(Timeout);
 
-        await workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)).WaitAsync(Timeout);
+        await Workers.ShutdownGracefullyAsync(TimeSpan.Zero, TimeSpan.FromSeconds(5)).WaitAsync(Timeout);
 
         await inactive.Task.WaitAsync(Timeout);
         Assert.Equal(0, await socket.ReceiveAsync(new byte[16]).WaitAsync(Timeout)); // FIN, not a reset
@@ -150,7 +136,7 @@ public sealed class LoopRobustnessTests : IAsyncLifetime
         var client = new EpollSocketChannel();
         client.Configuration.ConnectTimeout = TimeSpan.FromSeconds(10);
         client.Pipeline.AddLast(new OnBytes(echoed));
-        await ((IEventLoopGroup)workers).GetNext().RegisterAsync(client).WaitAsync(Timeout);
+        await ((IEventLoopGroup)Workers).GetNext().RegisterAsync(client).WaitAsync(Timeout);
 
         // A bound, unconnected socket reports EPOLLHUP; the loop takes it out of the epoll set meanwhile, and the
         // connect must put it back, or its completion (EPOLLOUT) would never be seen.
@@ -189,21 +175,6 @@ public sealed class LoopRobustnessTests : IAsyncLifetime
         Assert.InRange(await loop.CpuOverAsync(IdleWindow), TimeSpan.Zero, MaxIdleCpu); // a writable socket nobody writes to
         await channel.CloseAsync();
         await server.CloseAsync();
-    }
-
-    private async Task<IChannel> ListenAsync(Action<IChannel> init) =>
-        await new ServerBootstrap()
-            .Group(boss, workers)
-            .Channel<EpollServerSocketChannel>()
-            .ChildHandler(new ActionChannelInitializer<IChannel>(init))
-            .BindAsync(new IPEndPoint(IPAddress.Loopback, 0))
-            .WaitAsync(Timeout);
-
-    private static async Task<Socket> ConnectSocketAsync(IChannel server)
-    {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        await socket.ConnectAsync(server.LocalAddress).WaitAsync(Timeout);
-        return socket;
     }
 
     /// <summary>A loop's thread, read from /proc: its id is asked on the loop itself.</summary>
