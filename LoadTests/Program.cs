@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using DotNetty.Common;
 using GameClient;
 using LoadTests;
 using LoadTests.Harness;
@@ -11,6 +12,10 @@ using LoadTests.Scenarios;
 using Microsoft.Extensions.Logging.Abstractions;
 
 // ./run.sh load [--target host:port --metrics http://host:port/metrics] [--duration 60] [--copies 200] [--churn-rate 20] [--smoke]
+
+// A load generator should spend its CPU on load: DotNetty's default sampling leak detector captures a stack trace for
+// one buffer in 128 (9 % of the server's CPU when measured there).
+ResourceLeakDetector.Level = ResourceLeakDetector.DetectionLevel.Disabled;
 LoadSettings settings;
 try
 {

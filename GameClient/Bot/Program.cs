@@ -1,6 +1,11 @@
 using System.CommandLine;
+using DotNetty.Common;
 using GameClient;
 using GameClient.Bot;
+
+// A load generator should spend its CPU on load: DotNetty's default sampling leak detector captures a stack trace for
+// one buffer in 128 (9 % of the server's CPU when measured there).
+ResourceLeakDetector.Level = ResourceLeakDetector.DetectionLevel.Disabled;
 
 var host = new Option<string>("--host") { Description = "Server address", DefaultValueFactory = _ => "127.0.0.1" };
 var port = new Option<int>("--port") { Description = "Server port", DefaultValueFactory = _ => 7777 };

@@ -3,7 +3,6 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using DotNetty.Buffers;
-using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 
 namespace Transport.Epoll.Tests;
@@ -11,8 +10,8 @@ namespace Transport.Epoll.Tests;
 /// <summary>
 /// The failure modes a level-triggered loop of its own invites, one test each: a lost wake-up (a task that waits for
 /// ever), a descriptor that stays ready with nobody to serve it (a loop thread that spins: a listener paused after
-/// EMFILE, a hang-up while reading is paused, EPOLLOUT left on), and channels a shutdown forgets. A spin is measured as the
-/// loop thread's own CPU time over a window in which it has nothing to do.
+/// EMFILE, a hang-up while reading is paused, EPOLLOUT left on), and channels a shutdown forgets. A spin is measured
+/// as the loop thread's own CPU time over a window in which it has nothing to do.
 /// </summary>
 public sealed class LoopRobustnessTests() : LoopbackTestBase(workerThreads: 1)
 {
