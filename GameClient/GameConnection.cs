@@ -104,7 +104,7 @@ public sealed class GameConnection : IAsyncDisposable
             ConnectionMetrics.None,
             logger ?? NullLogger.Instance);
         var bootstrap = new Bootstrap();
-        if (options.Transport.ToLowerInvariant() is not ("auto" or "sockets" or "epoll"))
+        if (options.Transport?.ToLowerInvariant() is not ("auto" or "sockets" or "epoll"))
         {
             throw new ArgumentException($"Transport must be 'auto', 'sockets' or 'epoll', not '{options.Transport}'", nameof(options));
         }

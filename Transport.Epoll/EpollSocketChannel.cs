@@ -104,7 +104,10 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     public new IServerSocketChannel? Parent => (IServerSocketChannel?)base.Parent;
 
-    /// <summary>Sends FIN (shutdown(SHUT_WR)) after what is already written; reading goes on.</summary>
+    /// <summary>
+    /// Sends FIN (shutdown(SHUT_WR)) after what the kernel already holds; reading goes on. Writes still queued in the
+    /// channel fail. On the loop the task is complete on return.
+    /// </summary>
     public Task ShutdownOutputAsync()
     {
         var promise = new TaskCompletionSource();

@@ -15,6 +15,9 @@ public interface IDuplexChannel : IChannel
     /// <summary>Our FIN has been sent (or the channel is no longer active).</summary>
     bool IsOutputShutdown { get; }
 
-    /// <summary>Sends FIN after what is already written; reading goes on.</summary>
+    /// <summary>
+    /// Sends FIN after what the kernel already holds; reading goes on. Writes still queued in the channel fail, so
+    /// flush and wait for the flush first. Called on the channel's loop, the task is complete on return.
+    /// </summary>
     Task ShutdownOutputAsync();
 }

@@ -4,6 +4,7 @@ using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using Microsoft.Extensions.Logging;
+using Transport.Epoll;
 
 namespace GameServer.Connection;
 
@@ -69,7 +70,7 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         if (FindSocketException(exception) is { } socketException)
         {
             var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: false) ?? CloseReason.PeerReset;
-            state.TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
+            state.TrySetReason(reason, ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
             ConnectionCloser.CloseQuietly(context.Channel); // DotNetty closes on read errors too; this makes sure.
             return;
         }
@@ -213,13 +214,17 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         if (FindSocketException(task.Exception) is { } socketException)
         {
             var reason = CloseReasons.FromSocketError(socketException.SocketErrorCode, onWrite: true) ?? CloseReason.BrokenPipe;
-            ConnectionState.Of(channel).TrySetReason(reason, socketException.NativeErrorCode, socketException.SocketErrorCode.ToString());
+            ConnectionState.Of(channel).TrySetReason(reason, ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
 
             // DotNetty fails the write but leaves closing to the read side, which a peer with reads paused never
             // reaches: close here.
             ConnectionCloser.CloseQuietly(channel);
         }
     }
+
+    // .NET rebuilds NativeErrorCode from the SocketError, which loses a few errnos; the epoll transport keeps the real one.
+    private static int ErrnoOf(SocketException exception) =>
+        exception is EpollSocketException epoll ? epoll.Errno : exception.NativeErrorCode;
 
     private static SocketException? FindSocketException(Exception? exception)
     {

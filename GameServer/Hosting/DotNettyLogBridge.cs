@@ -7,7 +7,9 @@ namespace GameServer.Hosting;
 /// Routes DotNetty's internal logging (unknown options, leaked buffers) to the running host's logging. DotNetty
 /// keeps one process-wide factory and caches its loggers in static fields, so it must never be handed a host's
 /// factory directly: when that host is disposed, every later DotNetty type initialiser would throw. This bridge
-/// outlives hosts and forwards to whichever host is attached, or nowhere.
+/// outlives hosts and forwards to whichever host is attached, or nowhere. It must be installed before DotNetty's
+/// types first run: a logger a type initialiser took from DotNetty's default factory logs nowhere for good (seen:
+/// the leak detector's, when a buffer was made before the first host started).
 /// </summary>
 public sealed class DotNettyLogBridge : ILoggerFactory
 {
@@ -18,10 +20,13 @@ public sealed class DotNettyLogBridge : ILoggerFactory
     {
     }
 
+    /// <summary>Makes the bridge DotNetty's logger factory; call before anything else touches DotNetty.</summary>
+    public static void Install() => InternalLoggerFactory.DefaultFactory = Instance;
+
     public static void Attach(ILoggerFactory factory)
     {
         Volatile.Write(ref current, factory);
-        InternalLoggerFactory.DefaultFactory = Instance;
+        Install();
     }
 
     public static void Detach(ILoggerFactory factory) => Interlocked.CompareExchange(ref current, null, factory);

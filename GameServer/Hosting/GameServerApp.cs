@@ -19,6 +19,7 @@ public static class GameServerApp
     /// </summary>
     public static HostApplicationBuilder CreateBuilder(string[] args)
     {
+        DotNettyLogBridge.Install();
         var builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings
         {
             Args = args,

@@ -85,7 +85,7 @@ public sealed class ServerOptions : IValidatedOptions
             yield return OptionErrors.Invalid(Section, nameof(Transport), Transport, "'sockets' on this system: epoll is Linux only");
         }
 
-        if (!Enum.TryParse<ResourceLeakDetector.DetectionLevel>(LeakDetection, ignoreCase: true, out var level) || !Enum.IsDefined(level))
+        if (!Enum.GetNames<ResourceLeakDetector.DetectionLevel>().Contains(LeakDetection, StringComparer.OrdinalIgnoreCase))
         {
             yield return OptionErrors.Invalid(Section, nameof(LeakDetection), LeakDetection, "'disabled', 'simple', 'advanced' or 'paranoid'");
         }

@@ -104,7 +104,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
             return wire;
         });
 
-        var client = await GameConnection.ConnectAsync(new GameClientOptions { Port = port, HeartbeatMisses = Misses });
+        var client = await GameConnection.ConnectAsync(new GameClientOptions { Port = port, HeartbeatMisses = Misses, Transport = TestServer.DefaultTransport });
         using var server = await accepting;
         var report = await client.Closed.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(CloseReason.HeartbeatTimeout, report.Reason);

@@ -78,7 +78,7 @@ public class EndToEndTests
     {
         var port = TestServer.FreePort();
         var ex = await Assert.ThrowsAsync<GameClientException>(
-            () => GameConnection.ConnectAsync(new GameClientOptions { Port = port }));
+            () => GameConnection.ConnectAsync(new GameClientOptions { Port = port, Transport = TestServer.DefaultTransport }));
         Assert.Contains($"127.0.0.1:{port}", ex.Message, StringComparison.Ordinal);
         Assert.Contains("refused", ex.Message, StringComparison.OrdinalIgnoreCase);
     }

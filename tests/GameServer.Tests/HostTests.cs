@@ -48,7 +48,8 @@ public class HostTests
     [InlineData("--Server:Address=nowhere", "Server:Address = 'nowhere' is invalid")]
     [InlineData("--Game:TickRateHz=0", "Game:TickRateHz = '0' is invalid")]
     [InlineData("--Server:LeakDetection=sometimes", "Server:LeakDetection = 'sometimes' is invalid")]
-    [InlineData("--Server:LeakDetection=7", "Server:LeakDetection = '7' is invalid")]
+    [InlineData("--Server:LeakDetection=1", "Server:LeakDetection = '1' is invalid")]
+    [InlineData("--Server:LeakDetection=simple,paranoid", "Server:LeakDetection = 'simple,paranoid' is invalid")]
     public async Task BadConfiguration_FailsOnStart_NamingTheKeyAndValue(string setting, string expected)
     {
         var builder = GameServerApp.CreateBuilder(["--Server:Port=0", "--Metrics:Port=0", setting]);
