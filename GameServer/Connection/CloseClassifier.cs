@@ -166,8 +166,9 @@ public sealed class CloseClassifier : ChannelDuplexHandler
         var state = ConnectionState.Of(context.Channel);
         state.DrainTimer?.Cancel();
 
-        // Nothing else explained the end: the transport saw end of stream (FIN). An RST that follows a FIN also
-        // reads as a plain EOF on this transport.
+        // Nothing else explained the end: the transport saw end of stream (FIN). On DotNetty's stock transport an
+        // RST can read as a plain EOF too: after a FIN, or when a blocked send met the RST's error first (the kernel
+        // reports it once).
         state.TrySetReason(CloseReason.PeerClosed);
 
         var evt = new ConnectionClosedEvent(

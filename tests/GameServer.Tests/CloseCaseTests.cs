@@ -88,8 +88,20 @@ public class CloseCaseTests
         await bot.WaitExitAsync();
 
         var closed = await before.Closed.WaitAsync(CaseTimeout);
-        Assert.Equal(CloseReason.PeerReset, closed.Reason);
-        Assert.Equal(104, closed.Errno);
+        if (TestServer.DefaultTransport == "epoll" || closed.Reason != CloseReason.PeerClosed)
+        {
+            Assert.Equal(CloseReason.PeerReset, closed.Reason);
+            Assert.Equal(104, closed.Errno);
+        }
+        else
+        {
+            // Stock transport only (seen once in many full runs): the kernel hands an RST's ECONNRESET to the first
+            // call that meets it. When that is the stream's send, blocked on the full buffer, the receive DotNetty
+            // keeps posted then reads a plain EOF, and DotNetty handles that before the failed send. The epoll
+            // transport reports the error from whichever call met it.
+            Assert.Equal(0, closed.Errno);
+        }
+
         Assert.True(closed.FramesReceived >= framesBeforeKill, "the flood was being received when the client died");
         AssertNoStackTraces(server);
         await server.AssertAllClosedAsync();
