@@ -119,7 +119,7 @@ public sealed partial class GameServerHost : IHostedService
 
         var bound = (IPEndPoint)serverChannel.LocalAddress;
         bound = new IPEndPoint(bound.Address.IsIPv4MappedToIPv6 ? bound.Address.MapToIPv4() : bound.Address, bound.Port);
-        LogListening(logger, bound);
+        LogListening(logger, bound, options.UsesEpoll ? "epoll" : "sockets", options.LeakDetection);
         listening.TrySetResult(bound);
     }
 
@@ -198,8 +198,8 @@ public sealed partial class GameServerHost : IHostedService
     [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "The event loops did not terminate within {TimeoutMs} ms; stopping without them")]
     private static partial void LogLoopsDidNotTerminate(ILogger logger, int timeoutMs);
 
-    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint}")]
-    private static partial void LogListening(ILogger logger, IPEndPoint endPoint);
+    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint} ({Transport} transport, leak detection {LeakDetection})")]
+    private static partial void LogListening(ILogger logger, IPEndPoint endPoint, string transport, string leakDetection);
 
     [LoggerMessage(EventId = 2001, Level = LogLevel.Critical, Message = "Cannot listen on {Address}:{Port}: {Reason}")]
     private static partial void LogBindFailed(ILogger logger, string address, int port, string reason);

@@ -13,6 +13,16 @@ namespace GameServer.Tests;
 public class HostTests
 {
     [Fact]
+    public async Task Start_LogsWhereItListens_OnWhichTransport_WithWhichLeakDetection()
+    {
+        await using var server = await TestServer.StartAsync();
+        var listening = Assert.Single(server.Logs.Entries, e => e.EventId.Id == 2000);
+        Assert.Equal(
+            $"Game server listening on {server.EndPoint} ({TestServer.DefaultTransport} transport, leak detection simple)",
+            listening.Message);
+    }
+
+    [Fact]
     public async Task MetricsEndpoint_ServesTheCountersInPrometheusFormat()
     {
         var port = TestServer.FreePort();
