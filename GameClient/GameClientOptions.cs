@@ -1,4 +1,5 @@
 using GameProtocol;
+using Transport.Epoll;
 
 namespace GameClient;
 
@@ -37,6 +38,5 @@ public sealed class GameClientOptions
     public string Transport { get; set; } = "auto";
 
     /// <summary>Whether <see cref="Transport"/> comes to Transport.Epoll on this system.</summary>
-    public bool UsesEpoll => string.Equals(Transport, "epoll", StringComparison.OrdinalIgnoreCase)
-        || (string.Equals(Transport, "auto", StringComparison.OrdinalIgnoreCase) && OperatingSystem.IsLinux());
+    public bool UsesEpoll => EpollTransport.IsChosenBy(Transport);
 }

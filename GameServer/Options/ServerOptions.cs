@@ -1,5 +1,6 @@
 using System.Net;
 using DotNetty.Common;
+using Transport.Epoll;
 
 namespace GameServer.Options;
 
@@ -57,7 +58,7 @@ public sealed class ServerOptions : IValidatedOptions
     /// </summary>
     public string LeakDetection { get; set; } = "disabled";
 
-    public bool UsesEpoll => Is("epoll") || (Is("auto") && OperatingSystem.IsLinux());
+    public bool UsesEpoll => EpollTransport.IsChosenBy(Transport);
 
     public ResourceLeakDetector.DetectionLevel LeakDetectionLevel =>
         Enum.Parse<ResourceLeakDetector.DetectionLevel>(LeakDetection, ignoreCase: true);
