@@ -29,14 +29,23 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
     // Events per epoll_wait, and how long one round of queued tasks may run before I/O gets its turn again.
     private const int MaxEvents = 512;
     private const int ShutdownPollMs = 100;
+
+    // Rounds of "close what is registered, run what that queued" at the end; a handler that registers a new channel
+    // from every ChannelInactive would otherwise keep the loop alive for ever.
+    private const int MaxFinalCloseRounds = 16;
     private static readonly TimeSpan TaskBudget = TimeSpan.FromMilliseconds(10);
 
     private static readonly IInternalLogger Logger = InternalLoggerFactory.GetInstance<EpollEventLoop>();
 
     private readonly ConcurrentQueue<IRunnable> tasks = new();
-    private readonly Dictionary<int, IEpollChannel> channels = [];
-    private readonly HashSet<IEpollChannel> parked = [];
+    // Every channel registered on this loop, with or without a descriptor (a client before connect, a parked one);
+    // the ones in the epoll set by descriptor. A shutdown closes the first set, events are looked up in the second.
+    private readonly HashSet<IEpollChannel> registered = [];
+    private readonly Dictionary<int, IEpollChannel> polled = [];
     private readonly Lock wakeLock = new();
+
+    // Taken by Execute and by the loop's final state change, so a task is either refused or sure to run.
+    private readonly Lock stateLock = new();
     private bool descriptorsClosed;
     private readonly TaskCompletionSource termination = new();
     private readonly Thread thread;
@@ -101,51 +110,84 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
     public override void Execute(IRunnable task)
     {
         ArgumentNullException.ThrowIfNull(task);
-        if (IsShutdown && Volatile.Read(ref state) == Terminated)
+        lock (stateLock)
         {
-            throw new RejectedExecutionException("the epoll event loop has terminated");
+            // The loop's last drain runs after it sets Terminated under this lock: a task queued before that runs, one
+            // refused here never does. Netty's execute reaches the same rule by taking a task back out of its queue.
+            var current = state;
+            if (current == Terminated)
+            {
+                throw new RejectedExecutionException("the epoll event loop has terminated");
+            }
+
+            tasks.Enqueue(task);
+            if (current == NotStarted)
+            {
+                Volatile.Write(ref state, Started);
+                thread.Start();
+            }
         }
 
-        tasks.Enqueue(task);
-        StartIfNeeded();
         if (!InEventLoop)
         {
             WakeUp();
-        }
-
-        if (Volatile.Read(ref state) == Terminated)
-        {
-            throw new RejectedExecutionException("the epoll event loop terminated while the task was queued");
         }
     }
 
     public override Task ShutdownGracefullyAsync(TimeSpan quietPeriod, TimeSpan timeout)
     {
-        // The parameters first: a busy loop may see ShuttingDown and confirm the shutdown at once.
-        quietPeriodTicks = (long)(quietPeriod.TotalSeconds * Stopwatch.Frequency);
-        Volatile.Write(ref shutdownDeadline, Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
-        while (true)
+        var terminateNow = false;
+        lock (stateLock)
         {
-            if (Interlocked.CompareExchange(ref state, ShuttingDown, Started) == Started)
+            switch (state)
             {
-                WakeUp();
-                break;
-            }
-
-            if (Interlocked.CompareExchange(ref state, Terminated, NotStarted) == NotStarted)
-            {
-                CloseDescriptors();
-                termination.TrySetResult();
-                break;
-            }
-
-            if (Volatile.Read(ref state) >= ShuttingDown)
-            {
-                break; // already on its way
+                case NotStarted:
+                    // Never started means no task was ever queued (Execute starts the thread): nothing to run or close.
+                    Volatile.Write(ref state, Terminated);
+                    terminateNow = true;
+                    break;
+                case Started:
+                    // The parameters first: a busy loop may see ShuttingDown and confirm the shutdown at once.
+                    quietPeriodTicks = (long)(quietPeriod.TotalSeconds * Stopwatch.Frequency);
+                    Volatile.Write(ref shutdownDeadline, Stopwatch.GetTimestamp() + (long)(timeout.TotalSeconds * Stopwatch.Frequency));
+                    Volatile.Write(ref state, ShuttingDown);
+                    break;
+                default:
+                    break; // already on its way
             }
         }
 
+        if (terminateNow)
+        {
+            CloseDescriptors();
+            termination.TrySetResult();
+        }
+        else
+        {
+            WakeUp();
+        }
+
         return TerminationCompletion;
+    }
+
+    /// <summary>Puts a channel on this loop's books (it has no descriptor in the epoll set yet). On the loop thread.</summary>
+    internal void Register(IEpollChannel channel)
+    {
+        Debug.Assert(InEventLoop);
+        if (Volatile.Read(ref state) == Terminated)
+        {
+            throw new RejectedExecutionException("the epoll event loop has terminated");
+        }
+
+        registered.Add(channel);
+    }
+
+    /// <summary>Takes a channel off this loop's books, and its descriptor out of the epoll set.</summary>
+    internal void Deregister(IEpollChannel channel)
+    {
+        Debug.Assert(InEventLoop);
+        Remove(channel);
+        registered.Remove(channel);
     }
 
     /// <summary>Adds a channel's descriptor to this loop's epoll set. On the loop thread.</summary>
@@ -157,13 +199,13 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
             throw Errno.ToException(Errno.Last);
         }
 
-        channels[channel.FileDescriptor] = channel;
+        polled[channel.FileDescriptor] = channel;
     }
 
     internal void Modify(IEpollChannel channel, uint interest)
     {
         Debug.Assert(InEventLoop);
-        if (!channels.ContainsKey(channel.FileDescriptor))
+        if (!polled.ContainsKey(channel.FileDescriptor))
         {
             return; // taken out of the set already (both directions shut); only its close is left
         }
@@ -174,37 +216,17 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         }
     }
 
-    /// <summary>Removes a descriptor before it is closed (a closed descriptor number can be reused at once).</summary>
+    /// <summary>
+    /// Takes a descriptor out of the epoll set: before it is closed (a closed descriptor number can be reused at once),
+    /// or to park it. The channel stays on this loop's books, so a shutdown still closes it.
+    /// </summary>
     internal void Remove(IEpollChannel channel)
     {
         Debug.Assert(InEventLoop);
-        parked.Remove(channel);
-        if (channels.Remove(channel.FileDescriptor))
+        if (polled.Remove(channel.FileDescriptor, out var owner))
         {
+            Debug.Assert(ReferenceEquals(owner, channel));
             _ = Control(LibC.EPOLL_CTL_DEL, channel.FileDescriptor, 0);
-        }
-    }
-
-    /// <summary>
-    /// Takes a descriptor out of the epoll set but keeps the channel on this loop's books, so a shutdown still
-    /// closes it; <see cref="Unpark"/> puts it back.
-    /// </summary>
-    internal void Park(IEpollChannel channel)
-    {
-        Debug.Assert(InEventLoop);
-        if (channels.Remove(channel.FileDescriptor))
-        {
-            _ = Control(LibC.EPOLL_CTL_DEL, channel.FileDescriptor, 0);
-            parked.Add(channel);
-        }
-    }
-
-    internal void Unpark(IEpollChannel channel, uint interest)
-    {
-        Debug.Assert(InEventLoop);
-        if (parked.Remove(channel))
-        {
-            Add(channel, interest);
         }
     }
 
@@ -213,14 +235,6 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         var ev = stackalloc byte[16];
         EpollEvents.Write(ev, events, (ulong)fd);
         return LibC.epoll_ctl(epollFd, op, fd, ev);
-    }
-
-    private void StartIfNeeded()
-    {
-        if (Volatile.Read(ref state) == NotStarted && Interlocked.CompareExchange(ref state, Started, NotStarted) == NotStarted)
-        {
-            thread.Start();
-        }
     }
 
     private unsafe void WakeUp()
@@ -256,7 +270,7 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
                     {
                         DrainWakeFd();
                     }
-                    else if (channels.TryGetValue(fd, out var channel))
+                    else if (polled.TryGetValue(fd, out var channel))
                     {
                         try
                         {
@@ -283,17 +297,34 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         }
         finally
         {
-            // Tasks queued during the shutdown (a registration from the accept loop, say) run first, then whatever is
-            // still open is closed at once, then the loop stops taking tasks and runs what raced the stop.
-            RunAllTasksNow();
-            foreach (var channel in AllChannels())
+            // Whatever is still registered (a registration from the accept loop, or from a ChannelInactive handler, that
+            // came in during the last drains) is closed through its pipeline like the rest: ChannelInactive fires,
+            // queued writes fail and release their buffers. Closing queues tasks, and those tasks may register more.
+            for (var round = 0; round < MaxFinalCloseRounds; round++)
             {
-                channel.ForceClose();
+                RunAllTasksNow();
+                if (registered.Count == 0 && tasks.IsEmpty)
+                {
+                    break;
+                }
+
+                foreach (var channel in AllChannels())
+                {
+                    channel.Close();
+                }
             }
 
-            RunAllTasksNow();
-            Volatile.Write(ref state, Terminated);
-            RunAllTasksNow();
+            foreach (var channel in AllChannels())
+            {
+                channel.ForceClose(); // the last resort, for what a handler kept bringing back
+            }
+
+            lock (stateLock)
+            {
+                Volatile.Write(ref state, Terminated);
+            }
+
+            RunAllTasksNow(); // accepted before the state changed, so promised to run
             CloseDescriptors();
             termination.TrySetResult();
         }
@@ -419,5 +450,5 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
         }
     }
 
-    private List<IEpollChannel> AllChannels() => [.. channels.Values, .. parked];
+    private List<IEpollChannel> AllChannels() => [.. registered];
 }

@@ -44,7 +44,7 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
 
     void IEpollChannel.OnEvents(uint events) => Accept();
 
-    void IEpollChannel.Close() => _ = Unsafe.CloseAsync();
+    void IEpollChannel.Close() => _ = CloseAsync(); // through the pipeline, as a user's close would go
 
     void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
 
@@ -53,6 +53,10 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
     protected override bool IsCompatible(IEventLoop eventLoop) => eventLoop is EpollEventLoop;
 
     private EpollEventLoop Loop => (EpollEventLoop)EventLoop;
+
+    protected override void DoRegister() => Loop.Register(this);
+
+    protected override void DoDeregister() => Loop.Deregister(this);
 
     protected override unsafe void DoBind(EndPoint localAddress)
     {
@@ -111,7 +115,7 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
     /// </summary>
     internal void StopAccepting()
     {
-        if (EventLoop is { } loop && Registered)
+        if (Registered && EventLoop is { } loop) // the getter throws before registration
         {
             loop.Execute(() =>
             {
@@ -140,9 +144,11 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
         var allocHandle = Unsafe.RecvBufAllocHandle;
         allocHandle.Reset(config);
         Exception? error = null;
+        var address = stackalloc byte[SockAddr.MaxSize];
         do
         {
-            var accepted = LibC.accept4(fd, null, null, LibC.SOCK_NONBLOCK | LibC.SOCK_CLOEXEC);
+            var addressLength = SockAddr.MaxSize;
+            var accepted = LibC.accept4(fd, address, &addressLength, LibC.SOCK_NONBLOCK | LibC.SOCK_CLOEXEC);
             if (accepted < 0)
             {
                 var errno = Errno.Last;
@@ -157,7 +163,7 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
 
             allocHandle.IncMessagesRead(1);
             readPending = false;
-            pipeline.FireChannelRead(new EpollSocketChannel(this, accepted));
+            pipeline.FireChannelRead(new EpollSocketChannel(this, accepted, addressLength > 0 ? SockAddr.Read(address, addressLength) : null));
         }
         while (allocHandle.ContinueReading());
 

@@ -44,17 +44,24 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         config = new EpollSocketChannelConfig(this);
     }
 
-    internal EpollSocketChannel(IChannel parent, int acceptedFd)
+    /// <summary>An accepted connection; <paramref name="remoteAddress"/> is what accept4 reported.</summary>
+    internal EpollSocketChannel(IChannel parent, int acceptedFd, IPEndPoint? remoteAddress)
         : base(parent)
     {
         fd = acceptedFd;
         active = true;
         config = new EpollSocketChannelConfig(this);
         local = SockAddr.LocalOf(fd);
-        remote = SockAddr.RemoteOf(fd);
+
+        // accept4's own output, not getpeername: a peer that reset between its handshake and our accept leaves a
+        // socket getpeername fails on, and the close report still wants to say who it was.
+        remote = remoteAddress ?? SockAddr.RemoteOf(fd);
     }
 
     public int FileDescriptor => fd;
+
+    /// <summary>send and sendmsg calls made so far; for tests of the write path. Loop thread only.</summary>
+    internal long SendCalls { get; private set; }
 
     public override IChannelConfiguration Configuration => config;
 
@@ -84,7 +91,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
     /// </summary>
     internal void StopReadingSoon()
     {
-        if (EventLoop is { } loop && Registered)
+        // Before registration there is no loop to ask (and the getter throws): DoRegister starts with no interest and
+        // only a read request turns reading on.
+        if (Registered && EventLoop is { } loop)
         {
             loop.Execute(() =>
             {
@@ -138,12 +147,17 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         }
 
         outputShutdown = true;
+
+        // What was flushed but not yet taken by the kernel can no longer be sent.
+        Unsafe.OutboundBuffer?.FailFlushed(new ChannelOutputShutdownException(), true);
+        SetInterest(LibC.EPOLLOUT, false);
         promise.TrySetResult();
     }
 
     void IEpollChannel.OnEvents(uint events) => ((EpollUnsafe)Unsafe).OnEvents(events);
 
-    void IEpollChannel.Close() => _ = Unsafe.CloseAsync();
+    // Through the pipeline, as a user's close would go: outbound handlers see it and can say why the channel closed.
+    void IEpollChannel.Close() => _ = CloseAsync();
 
     void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
 
@@ -162,6 +176,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     protected override void DoRegister()
     {
+        Loop.Register(this);
         if (fd >= 0)
         {
             interest = 0;
@@ -171,11 +186,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     protected override void DoDeregister()
     {
-        if (fd >= 0)
-        {
-            Loop.Remove(this);
-        }
-
+        Loop.Deregister(this);
         parked = false;
     }
 
@@ -200,9 +211,17 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     protected override void DoDisconnect() => DoClose();
 
-    protected override object FilterOutboundMessage(object msg) => msg is IByteBuffer
-        ? msg
-        : throw new NotSupportedException($"the epoll transport writes IByteBuffer messages only, not {msg.GetType().Name}");
+    protected override object FilterOutboundMessage(object msg)
+    {
+        if (outputShutdown)
+        {
+            throw new ChannelOutputShutdownException(); // the write fails (its buffer released), the channel stays open
+        }
+
+        return msg is IByteBuffer
+            ? msg
+            : throw new NotSupportedException($"the epoll transport writes IByteBuffer messages only, not {msg.GetType().Name}");
+    }
 
     protected override void DoClose()
     {
@@ -224,31 +243,44 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         }
     }
 
-    protected override unsafe void DoWrite(ChannelOutboundBuffer input)
+    protected override void DoWrite(ChannelOutboundBuffer input)
     {
-        while (true)
+        if (outputShutdown)
         {
-            if (input.Size == 0)
+            // Our FIN is out: these writes can never be sent. Only they fail; reading goes on (Netty's rule).
+            input.FailFlushed(new ChannelOutputShutdownException(), true);
+            SetInterest(LibC.EPOLLOUT, false);
+            return;
+        }
+
+        while (input.Size > 0)
+        {
+            // One pass takes at most MaxIov buffers and MaxBytesPerGatheringWrite bytes from the head of the backlog,
+            // so its cost does not grow with the backlog's length.
+            var segments = input.GetSharedBufferList(MaxIov, config.MaxBytesPerGatheringWrite);
+            long expected;
+            long written;
+            int errno;
+            try
             {
-                SetInterest(LibC.EPOLLOUT, false);
-                return;
+                expected = input.NioBufferSize;
+                written = segments.Count switch
+                {
+                    0 => 0, // only empty buffers at the head: RemoveBytes(0) takes them off
+                    1 => SendOne(segments[0]),
+                    _ => SendGathered(segments),
+                };
+                errno = written < 0 ? Errno.Last : 0;
+            }
+            finally
+            {
+                // The list is the loop thread's, shared by every channel on it, and GetSharedBufferList only appends:
+                // left filled (EAGAIN, an error), the next channel to write on this thread would send these bytes.
+                segments.Clear();
             }
 
-            // Everything flushed counts as expected, though one sendmsg takes at most MaxIov buffers: after a full
-            // gather the channel waits for EPOLLOUT (at once, if there is room) instead of writing on, so one
-            // connection with a deep backlog cannot keep the loop from its other channels and tasks (Netty's
-            // writeSpinCount, by another name). Measured: without it, 100 slow readers' streams starved new handshakes.
-            var segments = input.GetSharedBufferList();
-            long expected = 0;
-            foreach (var segment in segments)
-            {
-                expected += segment.Count;
-            }
-
-            var written = segments.Count == 1 ? SendOne(segments[0]) : SendGathered(segments);
             if (written < 0)
             {
-                var errno = Errno.Last;
                 if (errno == LibC.EAGAIN)
                 {
                     SetInterest(LibC.EPOLLOUT, true);
@@ -265,16 +297,23 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             }
 
             input.RemoveBytes(written);
-            if (written < expected)
+            if (written < expected || (written > 0 && input.Size > 0))
             {
-                SetInterest(LibC.EPOLLOUT, true); // the send buffer is full: go on when epoll says it has room
+                // The send buffer is full, or one full sendmsg went out with more behind it: either way go on when
+                // epoll reports room (at once in the second case), so one connection with a deep backlog cannot keep
+                // the loop from its other channels and tasks (Netty's writeSpinCount, by another name). Measured:
+                // without it, 100 slow readers' streams starved new handshakes.
+                SetInterest(LibC.EPOLLOUT, true);
                 return;
             }
         }
+
+        SetInterest(LibC.EPOLLOUT, false);
     }
 
     private unsafe long SendOne(ArraySegment<byte> segment)
     {
+        SendCalls++;
         fixed (byte* data = &segment.Array![segment.Offset])
         {
             return LibC.send(fd, data, segment.Count, LibC.MSG_NOSIGNAL);
@@ -283,6 +322,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     private unsafe long SendGathered(List<ArraySegment<byte>> segments)
     {
+        SendCalls++;
         var count = Math.Min(segments.Count, MaxIov);
         var iov = stackalloc LibC.IoVec[count];
         var handles = stackalloc GCHandle[count];
@@ -328,7 +368,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
     {
         if (!parked && fd >= 0 && Registered)
         {
-            Loop.Park(this);
+            Loop.Remove(this);
             parked = true;
         }
     }
@@ -338,7 +378,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         if (parked && fd >= 0)
         {
             parked = false;
-            Loop.Unpark(this, interest);
+            Loop.Add(this, interest);
         }
     }
 
@@ -431,9 +471,31 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             }
             catch (Exception ex) when (ex is SocketException or ArgumentException or InvalidOperationException)
             {
+                // A connect that failed at once (EADDRNOTAVAIL when ephemeral ports run out, ENETUNREACH) leaves a
+                // socket no one will use: close it, through the pipeline, as Netty does.
+                if (ex is not InvalidOperationException) // that one is a second attempt: the first goes on
+                {
+                    ch.DoClose();
+                }
+
                 CloseIfClosed();
                 return Task.FromException(AnnotateConnectException(ex, remoteAddress));
             }
+        }
+
+        /// <summary>
+        /// While EPOLLOUT is pending the socket is known to be full: a flush only queues, and the loop writes once epoll
+        /// reports room (Netty's AbstractEpollChannel.flush0). Saves a send that can only fail with EAGAIN per flush.
+        /// </summary>
+        protected override void Flush0()
+        {
+            var ch = Ch;
+            if ((ch.interest & LibC.EPOLLOUT) != 0 && ch.connectPromise is null && ch.Active && !ch.outputShutdown)
+            {
+                return;
+            }
+
+            base.Flush0();
         }
 
         public void OnEvents(uint events)
@@ -453,7 +515,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             {
                 // Room in the send buffer again: write what waited. If a failed write emptied the buffer without a
                 // close, nothing would turn EPOLLOUT off again and the level-triggered loop would spin.
-                Flush0();
+                base.Flush0();
                 if (ch.fd >= 0 && OutboundBuffer is not { Size: > 0 })
                 {
                     ch.SetInterest(LibC.EPOLLOUT, false);

@@ -27,6 +27,10 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
     private readonly EpollSocketChannel channel;
     private readonly List<Action<int>> pending = [];
     private volatile bool allowHalfClosure;
+    private volatile int maxBytesPerGatheringWrite = DefaultMaxBytesPerGatheringWrite;
+
+    /// <summary>Larger than a loopback socket's send buffer takes in one call, small enough to bound one pass.</summary>
+    public const int DefaultMaxBytesPerGatheringWrite = 1 << 20;
 
     public EpollSocketChannelConfig(EpollSocketChannel channel)
         : base(channel)
@@ -42,6 +46,17 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
     {
         get => allowHalfClosure;
         set => allowHalfClosure = value;
+    }
+
+    /// <inheritdoc cref="EpollChannelOption.MaxBytesPerGatheringWrite"/>
+    public int MaxBytesPerGatheringWrite
+    {
+        get => maxBytesPerGatheringWrite;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThan(value, 1);
+            maxBytesPerGatheringWrite = value;
+        }
     }
 
     public int ReceiveBufferSize
@@ -115,6 +130,11 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
             return (T)(object)AllowHalfClosure;
         }
 
+        if (ReferenceEquals(option, EpollChannelOption.MaxBytesPerGatheringWrite))
+        {
+            return (T)(object)MaxBytesPerGatheringWrite;
+        }
+
         return base.GetOption(option);
     }
 
@@ -133,6 +153,10 @@ public sealed unsafe class EpollSocketChannelConfig : DefaultChannelConfiguratio
         else if (ReferenceEquals(option, ChannelOption.AllowHalfClosure))
         {
             AllowHalfClosure = (bool)boxed;
+        }
+        else if (ReferenceEquals(option, EpollChannelOption.MaxBytesPerGatheringWrite))
+        {
+            MaxBytesPerGatheringWrite = (int)boxed;
         }
         else
         {
