@@ -85,6 +85,9 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
 
     public new IEventLoopGroup? Parent { get; }
 
+    /// <summary>What a channel's gathering write collects its buffers in; loop thread only, empty between writes.</summary>
+    internal WriteGatherer Gatherer { get; } = new(EpollSocketChannel.MaxIov);
+
     IEventLoopGroup IEventLoop.Parent => Parent!;
 
     public override bool IsShuttingDown => Volatile.Read(ref state) >= ShuttingDown;

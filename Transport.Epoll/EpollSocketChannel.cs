@@ -172,7 +172,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
     private const uint ReadInterest = LibC.EPOLLIN | LibC.EPOLLRDHUP;
 
     // Buffers gathered into one sendmsg.
-    private const int MaxIov = 64;
+    internal const int MaxIov = 64;
 
     protected override void DoRegister()
     {
@@ -253,17 +253,19 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             return;
         }
 
+        var gatherer = Loop.Gatherer;
         while (input.Size > 0)
         {
             // One pass takes at most MaxIov buffers and MaxBytesPerGatheringWrite bytes from the head of the backlog,
             // so its cost does not grow with the backlog's length.
-            var segments = input.GetSharedBufferList(MaxIov, config.MaxBytesPerGatheringWrite);
             long expected;
             long written;
             int errno;
             try
             {
-                expected = input.NioBufferSize;
+                gatherer.Gather(input, MaxIov, config.MaxBytesPerGatheringWrite);
+                var segments = gatherer.Segments;
+                expected = gatherer.Bytes;
                 written = segments.Count switch
                 {
                     0 => 0, // only empty buffers at the head: RemoveBytes(0) takes them off
@@ -274,9 +276,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             }
             finally
             {
-                // The list is the loop thread's, shared by every channel on it, and GetSharedBufferList only appends:
-                // left filled (EAGAIN, an error), the next channel to write on this thread would send these bytes.
-                segments.Clear();
+                // The gatherer is the loop's, shared by every channel on it: left filled, the next channel to write
+                // would send these bytes as its own.
+                gatherer.Clear();
             }
 
             if (written < 0)
