@@ -36,8 +36,9 @@ public delegate bool TcpInfoReader(IChannel channel, out TcpInfo info);
 public sealed partial class HeartbeatHandler : ChannelDuplexHandler
 {
     /// <summary>
-    /// Zero-window probes a live peer's kernel can leave unanswered in a row: it answers at most one per 500 ms, and the
-    /// probe after an unanswered one comes at least 800 ms later (the interval doubles from an RTO of 200 ms or more).
+    /// Zero-window probes a live peer's kernel can leave unanswered in a row. It answers at most one per 500 ms
+    /// (<c>net.ipv4.tcp_invalid_ratelimit</c>); the probes after an answered one come at least 400 ms and then 1200 ms
+    /// after it (the interval doubles from an RTO of 200 ms or more), so the first may go unanswered, the second never.
     /// </summary>
     private const int ProbesALiveKernelLeavesUnanswered = 1;
 
