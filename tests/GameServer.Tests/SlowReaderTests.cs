@@ -142,9 +142,12 @@ public partial class SlowReaderTests(ITestOutputHelper output)
             var socket = new Socket(server.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = ReceiveBufferBytes };
             await socket.ConnectAsync(server);
             var reader = new SlowReader(new Wire(socket));
-            await reader.wire.SendAsync(new Hello(Framing.ProtocolVersion, "slow-reader", null));
+
+            // One write: the server reads both at once, so no heartbeat interval passes between them however slow the
+            // machine (with nothing backed up yet, a late StreamRequest would leave a plain silent peer).
+            await reader.wire.SendRawAsync(
+                [.. Wire.Frame(new Hello(Framing.ProtocolVersion, "slow-reader", null)), .. Wire.Frame(new StreamRequest(1_000_000, PayloadBytes, 0))]);
             Assert.IsType<Welcome>(await reader.wire.ReceiveAsync());
-            await reader.wire.SendAsync(new StreamRequest(1_000_000, PayloadBytes, 0));
             return reader;
         }
 
