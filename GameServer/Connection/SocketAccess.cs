@@ -134,6 +134,69 @@ public static partial class SocketAccess
         }
     }
 
+    /// <summary>
+    /// Reads the kernel's view of the connection (TCP_INFO, Linux only): on the stock transport through the .NET socket,
+    /// on the epoll transport through the channel's descriptor. False when it cannot be known: another system, another
+    /// transport, a closed socket, a kernel older than 4.6. Call it on the channel's event loop, where the descriptor
+    /// cannot be closed (and its number reused) under the call.
+    /// </summary>
+    public static bool TryGetTcpInfo(IChannel channel, out TcpInfo info)
+    {
+        if (TryGetSocket(channel) is { } socket)
+        {
+            return TryGetTcpInfo(socket, out info);
+        }
+
+        if (OperatingSystem.IsLinux() && channel is EpollSocketChannel { Open: true, FileDescriptor: >= 0 and var fd })
+        {
+            return TryGetTcpInfo(fd, out info);
+        }
+
+        info = default;
+        return false;
+    }
+
+    /// <summary>Reads TCP_INFO from a .NET socket (Linux only); false when it cannot be known.</summary>
+    public static bool TryGetTcpInfo(Socket socket, out TcpInfo info)
+    {
+        info = default;
+        if (!OperatingSystem.IsLinux())
+        {
+            return false;
+        }
+
+        Span<byte> value = stackalloc byte[TcpInfo.BufferBytes];
+        try
+        {
+            var length = socket.GetRawSocketOption(TcpInfo.IpProtoTcp, TcpInfo.OptionName, value);
+            return TcpInfo.TryParse(value[..length], out info);
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+        catch (ObjectDisposedException)
+        {
+            return false;
+        }
+    }
+
+    private static unsafe bool TryGetTcpInfo(int fd, out TcpInfo info)
+    {
+        var value = stackalloc byte[TcpInfo.BufferBytes];
+        var length = TcpInfo.BufferBytes;
+        if (GetSockOpt(fd, TcpInfo.IpProtoTcp, TcpInfo.OptionName, value, ref length) != 0)
+        {
+            info = default;
+            return false;
+        }
+
+        return TcpInfo.TryParse(new ReadOnlySpan<byte>(value, Math.Min(length, TcpInfo.BufferBytes)), out info);
+    }
+
     [LibraryImport("libc", EntryPoint = "shutdown", SetLastError = true)]
     private static partial int Shutdown(int fd, int how);
+
+    [LibraryImport("libc", EntryPoint = "getsockopt", SetLastError = true)]
+    private static unsafe partial int GetSockOpt(int fd, int level, int name, byte* value, ref int length);
 }

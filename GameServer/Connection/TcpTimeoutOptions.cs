@@ -2,8 +2,8 @@ namespace GameServer.Connection;
 
 /// <summary>
 /// Kernel-level dead-peer detection. Keepalive finds a dead peer on an idle connection (no data either way);
-/// TCP_USER_TIMEOUT finds one while we are sending (unacknowledged data), where keepalive never starts.
-/// Bound from the <c>Tcp</c> section.
+/// TCP_USER_TIMEOUT, when turned on, finds one while we are sending (unacknowledged data), where keepalive never
+/// starts. Bound from the <c>Tcp</c> section.
 /// </summary>
 public sealed class TcpTimeoutOptions
 {
@@ -20,9 +20,14 @@ public sealed class TcpTimeoutOptions
 
     /// <summary>
     /// How long sent data may stay unacknowledged before the kernel drops the connection with ETIMEDOUT
-    /// (TCP_USER_TIMEOUT, Linux only); 0 leaves the kernel's retransmission default (about 15 minutes).
+    /// (TCP_USER_TIMEOUT, Linux only); 0, the default, leaves it off (the kernel's retransmission limit, about 15
+    /// minutes, applies). Off because Linux applies it to zero-window probing too and never restarts that clock while
+    /// a small receive window reopens only partly: any value ends a live reader with a small window that stalls now and
+    /// then, about this long after its first stall, however much it reads (KernelUserTimeoutTests). The heartbeat finds
+    /// dead peers we send to instead (docs/CLOSE-HANDLING.md, "Dead peers"). Turning it on trades such readers for
+    /// finding a dead peer we send to within this time, without the heartbeat.
     /// </summary>
-    public int UserTimeoutMs { get; set; } = 20000;
+    public int UserTimeoutMs { get; set; }
 
     public IEnumerable<string> Validate()
     {

@@ -5,9 +5,9 @@ using Microsoft.Extensions.Logging;
 namespace GameServer.Connection;
 
 /// <summary>
-/// Sets keepalive and TCP_USER_TIMEOUT on each connection's socket when it becomes active, then leaves the
-/// pipeline. When the kernel gives up on the peer the pending read fails with ETIMEDOUT, which
-/// <see cref="CloseClassifier"/> records as <see cref="CloseReason.TimedOut"/>.
+/// Sets keepalive, and TCP_USER_TIMEOUT when it is turned on (<see cref="TcpTimeoutOptions.UserTimeoutMs"/>), on each
+/// connection's socket when it becomes active, then leaves the pipeline. When the kernel gives up on the peer the
+/// pending read fails with ETIMEDOUT, which <see cref="CloseClassifier"/> records as <see cref="CloseReason.TimedOut"/>.
 /// </summary>
 public sealed partial class TcpTimeoutsHandler : ChannelHandlerAdapter
 {

@@ -17,7 +17,8 @@ public sealed class GameServices
         ConnectionRegistry registry,
         GameServerMetrics metrics,
         TimeProvider time,
-        ILogger<SessionHandler> logger)
+        ILogger<SessionHandler> logger,
+        ILoggerFactory loggerFactory)
     {
         Metrics = metrics;
         Server = server.Value;
@@ -27,6 +28,7 @@ public sealed class GameServices
         Registry = registry;
         Time = time;
         Logger = logger;
+        ConnectionLogger = loggerFactory.CreateLogger("GameServer.Connection");
     }
 
     public ServerOptions Server { get; }
@@ -44,4 +46,7 @@ public sealed class GameServices
     public TimeProvider Time { get; }
 
     public ILogger Logger { get; }
+
+    /// <summary>The connection handlers' category, as the host gives it to the handlers it adds itself.</summary>
+    public ILogger ConnectionLogger { get; }
 }

@@ -205,7 +205,13 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         context.Channel.Pipeline.AddBefore(
             context.Name,
             "heartbeat",
-            new HeartbeatHandler(services.Heartbeat, GameConnectionProtocol.Instance, services.Time, services.Metrics.Connections));
+            new HeartbeatHandler(
+                services.Heartbeat,
+                GameConnectionProtocol.Instance,
+                services.Time,
+                services.Metrics.Connections,
+                TimeSpan.FromMilliseconds(services.Server.SlowConsumerTimeoutMs),
+                logger: services.ConnectionLogger));
         GameLog.SessionStarted(services.Logger, sessionId, hello.PlayerName, connection.Id);
     }
 

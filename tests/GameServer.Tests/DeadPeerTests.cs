@@ -5,7 +5,10 @@ using System.Text.RegularExpressions;
 using GameClient;
 using GameProtocol;
 using GameServer.Connection;
+using GameServer.Options;
 using GameServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Options;
 using Xunit.Abstractions;
 
 namespace GameServer.Tests;
@@ -18,9 +21,31 @@ public partial class DeadPeerTests(ITestOutputHelper output)
 {
     private const int IntervalMs = 200;
     private const int Misses = 3;
+    private const int HeartbeatDeferredEvent = 1012;
 
     // interval × (misses + 1) is the bound; the extra second is for a loaded 2-core CI machine's scheduling.
     private static readonly TimeSpan HeartbeatBound = TimeSpan.FromMilliseconds(IntervalMs * (Misses + 1)) + TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// The longest a peer the heartbeat takes for a slow reader can last without a frame: the heartbeat's bound plus the
+    /// slow-consumer timeout it defers for (HeartbeatHandler), with the same second of slack.
+    /// </summary>
+    private static TimeSpan DeferralBound(int slowConsumerTimeoutMs) => HeartbeatBound + TimeSpan.FromMilliseconds(slowConsumerTimeoutMs);
+
+    /// <summary>
+    /// A raw client with a 4 KB receive buffer, the outside test's, that sends Hello and <paramref name="request"/> in
+    /// one write: the server reads them together, so no heartbeat interval can pass between them however slow the
+    /// machine, and the peer's quiet time starts when the request is sent at the earliest.
+    /// </summary>
+    private static async Task<Wire> ConnectWithSmallWindowAsync(IPEndPoint server, string name, IMessage request)
+    {
+        // Before connecting: the window scale is agreed in the handshake.
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = 4096 };
+        await socket.ConnectAsync(server);
+        var wire = new Wire(socket);
+        await wire.SendRawAsync([.. Wire.Frame(new Hello(Framing.ProtocolVersion, name, null)), .. Wire.Frame(request)]);
+        return wire;
+    }
 
     [Fact]
     public async Task HungClient_Silent_IsClosedAsHeartbeatTimeout_WithinTheBound()
@@ -57,6 +82,73 @@ public partial class DeadPeerTests(ITestOutputHelper output)
 
         Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
         Assert.True(stopped.Elapsed <= HeartbeatBound, $"found after {stopped.Elapsed.TotalMilliseconds:0} ms");
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task HungClient_WhileTheServerStreamsToIt_IsLeftToTheSlowConsumerPolicy_WithinTheDeferralBound()
+    {
+        // The outside test's client (4 KB receive buffer) freezes while we stream to it: it stops reading and writing,
+        // its kernel stays up. Our output backs up at once and the channel turns unwritable; the heartbeat cannot tell
+        // it from a slow reader, so it defers, and the slow-consumer policy ends it after its timeout, before the
+        // heartbeat's deferral runs out (Misses × interval later).
+        const int slowConsumerTimeoutMs = 2000;
+        await using var server = await TestServer.StartAsync(
+            $"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}", $"--Server:SlowConsumerTimeoutMs={slowConsumerTimeoutMs}");
+        using var wire = await ConnectWithSmallWindowAsync(server.EndPoint, "hung-streamed", new StreamRequest(1_000_000, 1000, 0));
+
+        // Times are taken from the request: the stream, and so the slow-consumer timer, cannot start before it, nor can
+        // the peer's quiet time. The client reads the first item, then reads and writes nothing.
+        var hung = Stopwatch.StartNew();
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        Assert.IsType<StreamItem>(await wire.ReceiveAsync());
+        var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+        hung.Stop();
+        var deferrals = server.Logs.Entries.Count(e => e.EventId.Id == HeartbeatDeferredEvent);
+        output.WriteLine($"{closed.Reason} after {hung.Elapsed.TotalMilliseconds:0} ms; the heartbeat deferred {deferrals} times; {closed.Detail}");
+
+        Assert.True(deferrals > 0, "the heartbeat never deferred to the slow-consumer policy");
+        if (closed.Reason == CloseReason.HeartbeatTimeout && server.Services.GetRequiredService<IOptions<ServerOptions>>().Value.UsesEpoll)
+        {
+            // The epoll transport writes on every flush although the socket waits for EPOLLOUT; with the peer's window
+            // shut the kernel still takes about 31 KB more each time (a Ping every interval is enough), the channel
+            // dips below its low-water mark and the slow-consumer timer starts over. There the heartbeat's deferral
+            // runs out first, and bounds it (docs/CLOSE-HANDLING.md, "Dead peers").
+            Assert.Contains("alive but reading nothing of our output for the slow-consumer timeout beyond that", closed.Detail, StringComparison.Ordinal);
+            Assert.InRange(hung.Elapsed, TimeSpan.FromMilliseconds((IntervalMs * Misses) + slowConsumerTimeoutMs), DeferralBound(slowConsumerTimeoutMs));
+        }
+        else
+        {
+            // The channel turns unwritable within milliseconds of the request; the second is for a loaded 2-core machine.
+            Assert.Equal(CloseReason.SlowConsumer, closed.Reason);
+            Assert.InRange(hung.Elapsed, TimeSpan.FromMilliseconds(slowConsumerTimeoutMs), TimeSpan.FromMilliseconds(slowConsumerTimeoutMs) + TimeSpan.FromSeconds(1));
+        }
+
+        await server.AssertAllClosedAsync();
+    }
+
+    [Fact]
+    public async Task HungClient_WithItsWindowShut_AndTooLittleQueuedToBeUnwritable_IsHeartbeatTimeout_AtTheSlowConsumerTimeoutBeyondTheBound()
+    {
+        // A 4 KB receive window, and a stream of 40 KB: ten windows' worth waits in our output, less than the write
+        // high-water mark (64 KB), so the channel stays writable and the slow-consumer policy never starts. The peer's
+        // kernel answers our probes, so the heartbeat defers, but only for the slow-consumer timeout.
+        const int slowConsumerTimeoutMs = 1500;
+        await using var server = await TestServer.StartAsync(
+            $"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}", $"--Server:SlowConsumerTimeoutMs={slowConsumerTimeoutMs}");
+        using var wire = await ConnectWithSmallWindowAsync(server.EndPoint, "hung-window-shut", new StreamRequest(40, 1000, 0));
+
+        // From here it reads and writes nothing; its quiet time starts when the server reads the request.
+        var hung = Stopwatch.StartNew();
+        var serverSide = await server.ServerSideOfAsync(wire.Socket.LocalEndPoint);
+        var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
+        hung.Stop();
+        output.WriteLine($"{closed.Reason} after {hung.Elapsed.TotalMilliseconds:0} ms: {closed.Detail}");
+
+        Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
+        Assert.Contains("alive but reading nothing of our output for the slow-consumer timeout beyond that", closed.Detail, StringComparison.Ordinal);
+        Assert.InRange(hung.Elapsed, TimeSpan.FromMilliseconds((IntervalMs * Misses) + slowConsumerTimeoutMs), DeferralBound(slowConsumerTimeoutMs));
         await server.AssertAllClosedAsync();
     }
 
@@ -140,6 +232,22 @@ public partial class DeadPeerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task S1_PulledCable_WhileTheServerStreams_WithTheShippedTcpSettings_IsHeartbeatTimeout_WithinTheBound()
+    {
+        // Our output is backed up behind the dead peer as behind a slow reader, but its kernel answers nothing: its
+        // retransmissions or probes go unanswered, so the heartbeat does not defer. TCP_USER_TIMEOUT is off (the
+        // shipped default), so only the heartbeat can find it.
+        var (closeLine, elapsed, bot) = await PullCableWhilePlayingAsync(
+            ["--stream", "1000000", "--stream-payload", "1024", "--wait-stream-items", "100"],
+            [$"--Heartbeat:IntervalMs={IntervalMs}", $"--Heartbeat:Misses={Misses}"]);
+        bot.Dispose();
+        output.WriteLine($"heartbeat {IntervalMs} ms x {Misses}, streaming: found after {elapsed.TotalMilliseconds:0} ms: {closeLine}");
+        Assert.Contains("closed: heartbeat_timeout", closeLine, StringComparison.Ordinal);
+        Assert.Contains("the peer's kernel stopped answering", closeLine, StringComparison.Ordinal);
+        Assert.True(elapsed <= HeartbeatBound, $"found after {elapsed.TotalMilliseconds:0} ms");
+    }
+
+    [Fact]
     public async Task S1_PulledCable_OnAnIdleConnection_KeepaliveFindsIt_IsTimedOut()
     {
         // Nothing is being sent (no room, heartbeat far away), so only keepalive probes can notice: 1 s idle, then
@@ -162,7 +270,11 @@ public partial class DeadPeerTests(ITestOutputHelper output)
     private static Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableAsync(params string[] serverSettings) =>
         PullCableAsync(inRoom: true, serverSettings);
 
-    private static async Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableAsync(bool inRoom, params string[] serverSettings)
+    private static Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableAsync(bool inRoom, params string[] serverSettings) =>
+        PullCableWhilePlayingAsync(inRoom ? ["--room", "r", "--moves", "3"] : [], serverSettings);
+
+    /// <summary>As above, with the bot playing <paramref name="play"/> (its options before the close step).</summary>
+    private static async Task<(string CloseLine, TimeSpan Elapsed, BotProcess Bot)> PullCableWhilePlayingAsync(string[] play, string[] serverSettings)
     {
         using var ns = NetNamespace.Create();
         using var server = BotProcess.StartIn(
@@ -171,7 +283,6 @@ public partial class DeadPeerTests(ITestOutputHelper output)
             ["--Tcp:KeepAliveTimeSeconds=60", .. serverSettings, "--Server:Port=7777", "--Metrics:Port=0", $"--Server:Transport={TestServer.DefaultTransport}"]);
         await server.WaitForLineAsync(l => l.Contains("Game server listening on", StringComparison.Ordinal));
 
-        string[] play = inRoom ? ["--room", "r", "--moves", "3"] : [];
         var bot = BotProcess.StartIn(
             ns.Name, BotProcess.BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"),
             [.. play, "--port", "7777", "--name", "cable", "--hold-ms", "120000", "--quiet", "--transport", TestServer.DefaultTransport]);

@@ -1,3 +1,4 @@
+using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Embedded;
 using GameProtocol;
 using GameServer.Connection;
@@ -12,16 +13,27 @@ public class HeartbeatTests
 {
     private static readonly HeartbeatOptions Options = new() { IntervalMs = 1000, Misses = 3 };
 
-    private static (EmbeddedChannel Channel, FakeTimeProvider Time) NewChannel()
+    private static readonly TimeSpan SlowConsumerTimeout = TimeSpan.FromMilliseconds(5000);
+
+    private static (EmbeddedChannel Channel, FakeTimeProvider Time) NewChannel(TimeSpan slowConsumerTimeout = default, Func<TcpInfo?>? kernel = null)
     {
         var time = new FakeTimeProvider();
         var classifier = new CloseClassifier(new CloseOptions(), GameConnectionProtocol.Instance, ConnectionMetrics.None, NullLogger.Instance);
+        TcpInfoReader? readTcpInfo = kernel is null ? null : (IChannel _, out TcpInfo info) =>
+        {
+            info = kernel() ?? default;
+            return kernel() is not null;
+        };
         var channel = new EmbeddedChannel(
             classifier,
             new IdleStateTimer(Options.Interval, TimeSpan.Zero, time),
-            new HeartbeatHandler(Options, GameConnectionProtocol.Instance, time, ConnectionMetrics.None));
+            new HeartbeatHandler(Options, GameConnectionProtocol.Instance, time, ConnectionMetrics.None, slowConsumerTimeout, readTcpInfo));
         return (channel, time);
     }
+
+    /// <summary>A live reader behind on our output: bytes wait in our kernel, its kernel answered a probe just now.</summary>
+    private static TcpInfo LiveSlowReader(TimeSpan sinceLastAck, int probes = 0) =>
+        new(Retransmits: 0, Probes: probes, Backoff: 2, UnackedSegments: 0, SinceLastAck: sinceLastAck, NotSentBytes: 3_000_000);
 
     private static void Advance(EmbeddedChannel channel, FakeTimeProvider time, TimeSpan by)
     {
@@ -66,6 +78,76 @@ public class HeartbeatTests
     }
 
     [Fact]
+    public async Task MissesReached_WhileOurOutputIsBackedUp_AndThePeersKernelAnswers_Defers_AtMostTheSlowConsumerTimeoutBeyond()
+    {
+        var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)));
+        var state = ConnectionState.Of(channel);
+
+        // Misses × interval (3 s) plus the slow-consumer timeout (5 s): alive but slow until then.
+        Advance(channel, time, TimeSpan.FromMilliseconds(7950));
+        Assert.True(channel.Active, "a live reader behind on our output is the slow-consumer policy's to judge");
+
+        Advance(channel, time, TimeSpan.FromMilliseconds(300));
+        Assert.False(channel.Active);
+        var closed = await state.Closed.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
+        Assert.Contains("8 heartbeat intervals of 1000 ms", closed.Detail, StringComparison.Ordinal);
+        Assert.Contains("for the slow-consumer timeout beyond that", closed.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void AnOldLastAck_WithOneProbeUnanswered_StillCountsAsAnswering()
+    {
+        // Deep in a long stall a live kernel's last answer is seconds old and its latest probe may be unanswered (it
+        // answers one per 500 ms at most): still alive.
+        var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromSeconds(4), probes: 1));
+        Advance(channel, time, TimeSpan.FromMilliseconds(5000));
+        Assert.True(channel.Active);
+    }
+
+    [Theory]
+    [InlineData(2, 0)] // two zero-window probes in a row unanswered
+    [InlineData(0, 1)] // a retransmission timed out
+    public async Task MissesReached_WhileOurOutputIsBackedUp_ButThePeersKernelIsSilent_IsHeartbeatTimeoutAtTheNormalBound(int probes, int retransmits)
+    {
+        // A pulled cable: nothing has answered for the whole quiet bound, and the kernel's probes or retransmissions
+        // went unanswered.
+        var (channel, time) = NewChannel(
+            SlowConsumerTimeout,
+            () => new TcpInfo(retransmits, probes, Backoff: 3, UnackedSegments: retransmits, SinceLastAck: TimeSpan.FromMilliseconds(3000), NotSentBytes: 3_000_000));
+        var state = ConnectionState.Of(channel);
+
+        Advance(channel, time, TimeSpan.FromMilliseconds(3300));
+        Assert.False(channel.Active);
+        var closed = await state.Closed.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(CloseReason.HeartbeatTimeout, closed.Reason);
+        Assert.Contains("the peer's kernel stopped answering", closed.Detail, StringComparison.Ordinal);
+        Assert.Contains($"{probes} probes unanswered, {retransmits} retransmissions", closed.Detail, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void MissesReached_WithNothingBackedUp_IsHeartbeatTimeout_ThoughThePeersKernelAnswers()
+    {
+        // Our Pings are not stuck behind anything: a peer that does not answer them is hung, whatever its kernel does.
+        var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)) with { NotSentBytes = 0 });
+        Advance(channel, time, TimeSpan.FromMilliseconds(3300));
+        Assert.False(channel.Active);
+        Assert.Equal(CloseReason.HeartbeatTimeout, ConnectionState.Of(channel).Reason);
+    }
+
+    [Fact]
+    public void WithoutASlowConsumerTimeout_OrWithTheKernelsViewUnknown_TheHeartbeatNeverDefers()
+    {
+        var (client, clientTime) = NewChannel(TimeSpan.Zero, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)));
+        Advance(client, clientTime, TimeSpan.FromMilliseconds(3300));
+        Assert.False(client.Active);
+
+        var (unknown, unknownTime) = NewChannel(SlowConsumerTimeout, () => null);
+        Advance(unknown, unknownTime, TimeSpan.FromMilliseconds(3300));
+        Assert.False(unknown.Active);
+    }
+
+    [Fact]
     public void InboundFrames_KeepTheConnectionAlive()
     {
         var (channel, time) = NewChannel();
@@ -94,6 +176,32 @@ public class HeartbeatTests
     }
 
     [Fact]
+    public void PongForAnOldPing_ThatWaitedBehindOurOutput_IsStillConsumed_ButNotTwice()
+    {
+        // A slow reader the heartbeat defers for answers its Pings late: each waited behind the stream it had not read
+        // yet. Its Pong still answers a Ping we sent, however many Pings went out since.
+        var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)));
+        var pings = new List<Ping>();
+        for (var i = 0; i < 8; i++)
+        {
+            Advance(channel, time, TimeSpan.FromMilliseconds(1000));
+            pings.Add(Assert.IsType<Ping>(channel.ReadOutbound<object>()));
+            channel.WriteInbound(new Move(i, 0, 0)); // its Echoes and Moves still arrive
+            Assert.IsType<Move>(channel.ReadInbound<object>());
+        }
+
+        channel.WriteInbound(new Pong(pings[0].Seq, pings[0].SentAtUnixMs));
+        Assert.Null(channel.ReadInbound<object>());
+        channel.WriteInbound(new Pong(pings[5].Seq, pings[5].SentAtUnixMs));
+        Assert.Null(channel.ReadInbound<object>());
+
+        // A Pong for a Ping already answered (or settled by a later answer) answers nothing of ours.
+        channel.WriteInbound(new Pong(pings[3].Seq, pings[3].SentAtUnixMs));
+        Assert.Equal(pings[3].Seq, Assert.IsType<Pong>(channel.ReadInbound<object>()).Seq);
+        Assert.True(channel.Active);
+    }
+
+    [Fact]
     public void IdleTimer_CountsConsecutiveQuietPeriods()
     {
         var time = new FakeTimeProvider();
@@ -111,9 +219,9 @@ public class HeartbeatTests
         Assert.Equal(1, events[^1].Count); // a new quiet spell
     }
 
-    private sealed class EventSink(List<IdleStateEvent> events) : DotNetty.Transport.Channels.ChannelHandlerAdapter
+    private sealed class EventSink(List<IdleStateEvent> events) : ChannelHandlerAdapter
     {
-        public override void UserEventTriggered(DotNetty.Transport.Channels.IChannelHandlerContext context, object evt)
+        public override void UserEventTriggered(IChannelHandlerContext context, object evt)
         {
             if (evt is IdleStateEvent idle)
             {
