@@ -34,14 +34,13 @@ public static class OpenDescriptors
         return open;
     }
 
-    /// <summary>What is open now and was not in <paramref name="before"/>, described for a failure message.</summary>
-    public static string DescribeNew(IReadOnlyDictionary<int, string> before, IReadOnlyDictionary<int, string> after)
-    {
-        var added = after.Where(a => !before.TryGetValue(a.Key, out var target) || target != a.Value).ToList();
-        return added.Count == 0
-            ? "none new"
-            : string.Join(", ", added.GroupBy(a => KindOf(a.Value)).Select(g => $"{g.Count()} × {g.Key} (fd {string.Join(' ', g.Take(5).Select(a => a.Key))})"));
-    }
+    /// <summary>What is open now that was not open in <paramref name="before"/> (a reused number with a new target counts).</summary>
+    public static IReadOnlyDictionary<int, string> OpenedSince(IReadOnlyDictionary<int, string> before) =>
+        Snapshot().Where(a => !before.TryGetValue(a.Key, out var target) || target != a.Value).ToDictionary(a => a.Key, a => a.Value);
+
+    /// <summary>Descriptors grouped by kind, for a failure message: "3 × socket (fd 41 42 57)".</summary>
+    public static string Describe(IReadOnlyDictionary<int, string> descriptors) =>
+        string.Join(", ", descriptors.GroupBy(a => KindOf(a.Value)).Select(g => $"{g.Count()} × {g.Key} (fd {string.Join(' ', g.Take(5).Select(a => a.Key))})"));
 
     // Sockets, pipes, epoll sets and eventfds: what a transport opens. Files are left out: the runtime keeps each
     // assembly (and its symbols) open from its first use on, and the listing's own directory handle shows up in it.

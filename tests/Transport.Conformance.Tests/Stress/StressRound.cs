@@ -85,6 +85,7 @@ public sealed class StressRound
     private int unwritableChannels;
     private long unwritableTransitions;
     private long pauses;
+    private int failureCount;
 
     public StressRound(long seed, IReadOnlyList<ConnectionPlan> plans)
     {
@@ -115,9 +116,12 @@ public sealed class StressRound
 
     public long Pauses => Interlocked.Read(ref pauses);
 
+    /// <summary>How many failures were reported; only the first few are kept.</summary>
+    public int FailureCount => Volatile.Read(ref failureCount);
+
     public void Fail(string message)
     {
-        if (failures.Count < MaxFailuresKept)
+        if (Interlocked.Increment(ref failureCount) <= MaxFailuresKept)
         {
             failures.Enqueue(message);
         }

@@ -142,6 +142,10 @@ public static class StressRunner
             }
 
             failures.InsertRange(0, round.Failures);
+            if (round.FailureCount > round.Failures.Count)
+            {
+                failures.Insert(round.Failures.Count, $"(and {round.FailureCount - round.Failures.Count} more wrong-byte reports, not kept)");
+            }
             var byId = judged.Where(e => e.Plan is not null).ToLookup(e => (e.Plan!.Id, e.Role));
             foreach (var plan in plans)
             {
