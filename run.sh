@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh server | client | test | load | bench
+# The one entry point: ./run.sh server | client | test | stress | load | bench
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -13,6 +13,10 @@ usage: ./run.sh <command> [args]
   server [--Key:Sub=value ...]   build and run the game server (embedded defaults: 127.0.0.1:7777, metrics :9464)
   client [options]               build and run the bot client against a server (./run.sh client --help)
   test                           build and run every test; ends with 'N passed, N failed'
+  stress [--seconds N] [--seed S]
+                                 build and run only the byte-exact stress tests (both transports, and the game server
+                                 on each); --seconds N: rounds with new seeds for N s per case (default: one round);
+                                 --seed S: the seed a failure printed, to run it again
   load [options]                 build and run the load suite (starts its own server unless --target host:port)
   bench [options]                build in Release, measure every server, write docs/PERFORMANCE.md (~10 min)
 USAGE
@@ -59,7 +63,9 @@ run_tests() {
   # One test project at a time: run side by side, the timing-sensitive cases of one would share the two cores
   # with the other's load.
   local project
-  for project in tests/Transport.Epoll.Tests/Transport.Epoll.Tests.csproj tests/GameServer.Tests/GameServer.Tests.csproj; do
+  # Transport.Conformance.Tests runs once: its cases run on each transport themselves.
+  for project in tests/Transport.Epoll.Tests/Transport.Epoll.Tests.csproj tests/Transport.Conformance.Tests/Transport.Conformance.Tests.csproj \
+    tests/GameServer.Tests/GameServer.Tests.csproj; do
     dotnet test "$project" -c "$CONFIG" --no-build --nologo \
       --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" \
       --blame-hang-timeout 5m "$@" || status=$?
@@ -104,6 +110,49 @@ run_tests() {
   return "$status"
 }
 
+# The seeded byte-exact stress cases only: the transports' (each case runs on both) and the game server's (once per
+# transport, as run_tests does). STRESS_SECONDS and STRESS_SEED reach the cases through the environment.
+run_stress() {
+  local seconds="" seed=""
+  while (($#)); do
+    case "$1" in
+      --seconds)
+        [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "--seconds wants a whole number of seconds, not '${2:-}'" >&2; exit 2; }
+        seconds=$2
+        shift 2
+        ;;
+      --seed)
+        [[ ${2:-} =~ ^-?[0-9]+$ ]] || { echo "--seed wants a number, not '${2:-}'" >&2; exit 2; }
+        seed=$2
+        shift 2
+        ;;
+      *)
+        echo "unknown stress option: $1" >&2
+        usage >&2
+        exit 2
+        ;;
+    esac
+  done
+  echo "building ($CONFIG)..." >&2
+  build tests/Transport.Conformance.Tests/Transport.Conformance.Tests.csproj
+  build tests/GameServer.Tests/GameServer.Tests.csproj
+  if [ -n "$seconds" ]; then export STRESS_SECONDS=$seconds; else unset STRESS_SECONDS; fi
+  if [ -n "$seed" ]; then export STRESS_SEED=$seed; else unset STRESS_SEED; fi
+  # A long form runs each case for --seconds: the hang detector must allow that and the last round.
+  local hang=$((${seconds:-0} + 300))
+  local filter="FullyQualifiedName~ByteExactStressTests"
+  local status=0
+  dotnet test tests/Transport.Conformance.Tests/Transport.Conformance.Tests.csproj -c "$CONFIG" --no-build --nologo \
+    --logger "console;verbosity=detailed" --filter "$filter" --blame-hang-timeout "${hang}s" || status=$?
+  local transport
+  for transport in sockets epoll; do
+    echo "the game server on the $transport transport..." >&2
+    GAMESERVER_TEST_TRANSPORT=$transport dotnet test tests/GameServer.Tests/GameServer.Tests.csproj -c "$CONFIG" --no-build --nologo \
+      --logger "console;verbosity=detailed" --filter "$filter" --blame-hang-timeout "${hang}s" || status=$?
+  done
+  return "$status"
+}
+
 cmd=${1:-}
 [ $# -gt 0 ] && shift
 case "$cmd" in
@@ -118,6 +167,9 @@ case "$cmd" in
     ;;
   test)
     run_tests "$@"
+    ;;
+  stress)
+    run_stress "$@"
     ;;
   bench)
     ensure_test_packages
