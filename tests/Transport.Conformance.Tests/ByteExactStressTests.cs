@@ -69,7 +69,7 @@ public sealed class ByteExactStressTests(ITestOutputHelper output) : IDisposable
             var rerun = StressSettings.RerunHint(roundSeed, Project, filter);
             Assert.True(
                 result.Failures.Count == 0,
-                $"{name}, round {round}, seed {roundSeed}: {result.Failures.Count} failure(s); the first:\n  " +
+                $"{name}, round {round}, seed {roundSeed}: {result.FailureCount} failure(s); the first:\n  " +
                 string.Join("\n  ", result.Failures.Take(8)) + $"\n{result}\n{rerun}");
             Assert.True(
                 result.UnwritableChannels >= result.ChannelWriters * MinUnwritableShare,
