@@ -118,11 +118,13 @@ public sealed class GameConnection : IAsyncDisposable
             bootstrap.Group(SharedGroup.Value).Channel<TcpSocketChannel>();
         }
 
+        IChannel? made = null; // the channel the bootstrap makes, to close if its connect fails
         bootstrap
             .Option(ChannelOption.TcpNodelay, true)
             .Option(ChannelOption.ConnectTimeout, TimeSpan.FromMilliseconds(options.ConnectTimeoutMs))
             .Handler(new ActionChannelInitializer<IChannel>(ch =>
             {
+                made = ch;
                 ch.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));
                 ch.Pipeline.AddLast("frame-prepender", new FramePrepender(options.MaxFrameBytes));
                 ch.Pipeline.AddLast("message-codec", new MessageCodec());
@@ -148,6 +150,13 @@ public sealed class GameConnection : IAsyncDisposable
             while (root.InnerException is not null)
             {
                 root = root.InnerException;
+            }
+
+            // DotNetty's stock channel stays open after a refused connect (its Bootstrap does not close on failure):
+            // close it, or every failed attempt of a reconnecting client leaves a socket behind.
+            if (made is { Open: true })
+            {
+                await made.CloseAsync();
             }
 
             throw new GameClientException($"cannot reach the server at {options.Host}:{options.Port}: {root.Message}", ex);

@@ -328,6 +328,10 @@ public sealed class EpollEventLoop : AbstractScheduledEventExecutor, IEventLoop
             }
 
             RunAllTasksNow(); // accepted before the state changed, so promised to run
+
+            // Scheduled from the loop thread during the last rounds (a delayed reconnect from ChannelInactive): they will
+            // never run, so they are cancelled rather than left for someone to wait on.
+            CancelScheduledTasks();
             CloseDescriptors();
             termination.TrySetResult();
         }

@@ -46,7 +46,7 @@ public sealed class EpollServerSocketChannel : AbstractChannel, IServerSocketCha
 
     void IEpollChannel.Close() => _ = CloseAsync(); // through the pipeline, as a user's close would go
 
-    void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
+    void IEpollChannel.ForceClose() => _ = Unsafe.CloseAsync(); // completes CloseCompletion, unlike CloseForcibly
 
     protected override IChannelUnsafe NewUnsafe() => new ServerUnsafe(this);
 

@@ -159,7 +159,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
     // Through the pipeline, as a user's close would go: outbound handlers see it and can say why the channel closed.
     void IEpollChannel.Close() => _ = CloseAsync();
 
-    void IEpollChannel.ForceClose() => Unsafe.CloseForcibly();
+    // The unsafe's own close, not CloseForcibly: CloseCompletion completes and queued writes fail and release their
+    // buffers even when a handler never lets a close through the pipeline.
+    void IEpollChannel.ForceClose() => _ = Unsafe.CloseAsync();
 
     protected override IChannelUnsafe NewUnsafe() => new EpollUnsafe(this);
 
@@ -176,12 +178,14 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
     protected override void DoRegister()
     {
-        Loop.Register(this);
+        // Into the epoll set first: if that fails (ENOSPC at max_user_watches), the channel is not on the loop's books.
+        // The interest is kept: a channel registered again still waits for EPOLLOUT if its writes did.
         if (fd >= 0)
         {
-            interest = 0;
             Loop.Add(this, interest);
         }
+
+        Loop.Register(this);
     }
 
     protected override void DoDeregister()
@@ -432,6 +436,12 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
                 return CreateClosedChannelExceptionTask();
             }
 
+            if (ch.active)
+            {
+                // Before the socket is touched: connect() on it would fail with EISCONN and the failure path closes.
+                return Task.FromException(new InvalidOperationException("the channel is already connected"));
+            }
+
             try
             {
                 if (ch.connectPromise is not null)
@@ -474,7 +484,8 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             catch (Exception ex) when (ex is SocketException or ArgumentException or InvalidOperationException)
             {
                 // A connect that failed at once (EADDRNOTAVAIL when ephemeral ports run out, ENETUNREACH) leaves a
-                // socket no one will use: close it, through the pipeline, as Netty does.
+                // socket no one will use: close it, and the channel with it (ChannelUnregistered, CloseCompletion), as
+                // Netty does.
                 if (ex is not InvalidOperationException) // that one is a second attempt: the first goes on
                 {
                     ch.DoClose();
@@ -492,7 +503,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         protected override void Flush0()
         {
             var ch = Ch;
-            if ((ch.interest & LibC.EPOLLOUT) != 0 && ch.connectPromise is null && ch.Active && !ch.outputShutdown)
+            if ((ch.interest & LibC.EPOLLOUT) != 0 && ch.connectPromise is null && ch.Active && !ch.parked)
             {
                 return;
             }

@@ -18,6 +18,7 @@ public sealed class StreamSender
     private readonly byte[] payload;
     private int next;
     private IScheduledTask? timer;
+    private bool resumeQueued;
 
     public StreamSender(IChannelHandlerContext context, ConnectionState connection, StreamRequest request)
     {
@@ -39,11 +40,24 @@ public sealed class StreamSender
     public void Start() => Pump();
 
     /// <summary>Called on the event loop when the channel became writable again.</summary>
+    /// <remarks>
+    /// Pumps from a task of its own, never inside the writability event: a transport may raise that event from its own
+    /// write bookkeeping (DotNetty 0.7.6's stock channel does, from RemoveBytes while it completes a send), and a write
+    /// and flush there re-enters its DoWrite, which then sends bytes twice and drops others.
+    /// </remarks>
     public void Resume()
     {
-        if (request.IntervalMs == 0)
+        if (request.IntervalMs == 0 && !resumeQueued)
         {
-            Pump();
+            resumeQueued = true;
+            context.Executor.Execute(
+                static s =>
+                {
+                    var sender = (StreamSender)s!;
+                    sender.resumeQueued = false;
+                    sender.Pump();
+                },
+                this);
         }
     }
 

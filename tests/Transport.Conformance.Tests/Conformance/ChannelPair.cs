@@ -37,6 +37,12 @@ public static class ByDesign
     /// ClosedChannelException); <c>ExceptionCaught</c> never hears. The epoll channel also raises it in the pipeline.
     /// </summary>
     public static bool StockKeepsWriteErrorsFromThePipeline(TransportKind kind) => kind == TransportKind.Sockets;
+
+    /// <summary>
+    /// A refused connect fails the stock channel's connect but leaves the channel and its socket open (DotNetty's
+    /// Bootstrap does not close on failure, as Netty's does); the epoll channel closes itself.
+    /// </summary>
+    public static bool StockLeavesARefusedConnectOpen(TransportKind kind) => kind == TransportKind.Sockets;
 }
 
 /// <summary>One connection between a channel of the transport under test and a plain .NET socket, either way round.</summary>
