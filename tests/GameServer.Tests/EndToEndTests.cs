@@ -82,4 +82,26 @@ public class EndToEndTests
         Assert.Contains($"127.0.0.1:{port}", ex.Message, StringComparison.Ordinal);
         Assert.Contains("refused", ex.Message, StringComparison.OrdinalIgnoreCase);
     }
+
+    [Fact]
+    public async Task RefusedConnects_LeaveNoSocketOpen()
+    {
+        // A reconnecting client meets refusals in a row; each attempt's socket must be closed, whatever the transport
+        // does with a channel whose connect failed (DotNetty's stock one leaves it open).
+        const int Attempts = 50;
+        var port = TestServer.FreePort();
+        var before = OpenSockets();
+        for (var i = 0; i < Attempts; i++)
+        {
+            await Assert.ThrowsAsync<GameClientException>(
+                () => GameConnection.ConnectAsync(new GameClientOptions { Port = port, Transport = TestServer.DefaultTransport }));
+        }
+
+        // Other sockets of the process may come and go meanwhile; a leak shows as one per attempt.
+        var leaked = OpenSockets() - before;
+        Assert.True(leaked < Attempts / 5, $"{leaked} more sockets open after {Attempts} refused connects");
+    }
+
+    private static int OpenSockets() =>
+        Directory.EnumerateFileSystemEntries("/proc/self/fd").Count(fd => new FileInfo(fd).LinkTarget?.StartsWith("socket:", StringComparison.Ordinal) == true);
 }
