@@ -267,7 +267,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             int errno;
             try
             {
-                gatherer.Gather(input, MaxIov, config.MaxBytesPerGatheringWrite);
+                gatherer.Gather(input, config.MaxBytesPerGatheringWrite);
                 var segments = gatherer.Segments;
                 expected = gatherer.Bytes;
                 written = segments.Count switch
@@ -329,7 +329,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
     private unsafe long SendGathered(List<ArraySegment<byte>> segments)
     {
         SendCalls++;
-        var count = Math.Min(segments.Count, MaxIov);
+        var count = segments.Count; // at most MaxIov: the loop's gatherer takes no more
         var iov = stackalloc LibC.IoVec[count];
         var handles = stackalloc GCHandle[count];
         for (var i = 0; i < count; i++)

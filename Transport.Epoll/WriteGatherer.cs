@@ -18,11 +18,12 @@ namespace Transport.Epoll;
 internal sealed class WriteGatherer : ChannelOutboundBuffer.IMessageProcessor
 {
     private readonly List<ArraySegment<byte>> segments;
-    private int maxCount;
+    private readonly int maxCount;
     private long maxBytes;
 
     public WriteGatherer(int maxCount)
     {
+        this.maxCount = maxCount;
         segments = new List<ArraySegment<byte>>(maxCount);
     }
 
@@ -32,9 +33,8 @@ internal sealed class WriteGatherer : ChannelOutboundBuffer.IMessageProcessor
     public long Bytes { get; private set; }
 
     /// <summary>Fills <see cref="Segments"/> from the head of <paramref name="input"/>'s flushed messages.</summary>
-    public void Gather(ChannelOutboundBuffer input, int maxSegments, long maxGatheredBytes)
+    public void Gather(ChannelOutboundBuffer input, long maxGatheredBytes)
     {
-        maxCount = maxSegments;
         maxBytes = maxGatheredBytes;
         input.ForEachFlushedMessage(this);
     }
