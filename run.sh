@@ -65,7 +65,7 @@ run_tests() {
   local project
   # Transport.Conformance.Tests runs once: its cases run on each transport themselves.
   for project in tests/Transport.Epoll.Tests/Transport.Epoll.Tests.csproj tests/Transport.Conformance.Tests/Transport.Conformance.Tests.csproj \
-    tests/GameServer.Tests/GameServer.Tests.csproj; do
+    tests/GameServer.Tests/GameServer.Tests.csproj tests/Package.Tests/Package.Tests.csproj; do
     dotnet test "$project" -c "$CONFIG" --no-build --nologo \
       --logger "trx" --logger "console;verbosity=normal" --results-directory "$results" \
       --blame-hang-timeout 5m "$@" || status=$?

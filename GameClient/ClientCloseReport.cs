@@ -1,5 +1,5 @@
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 
 namespace GameClient;
 
@@ -15,7 +15,7 @@ public sealed record ClientCloseReport(
 {
     /// <summary>One line for logs and the bot's output, stable enough to be parsed by tests.</summary>
     public override string ToString() =>
-        $"closed reason={Reason.ToName()} errno={Errno} frames_in={FramesReceived} frames_out={FramesSent} " +
+        $"closed reason={Reason.Name} errno={Errno} frames_in={FramesReceived} frames_out={FramesSent} " +
         $"server_goodbye={(ServerGoodbye is null ? "-" : $"{ServerGoodbye.Reason}/{ServerGoodbye.FramesReceived}")} " +
         $"server_error={ServerError?.Code ?? "-"}";
 }

@@ -1,7 +1,8 @@
 using System.Threading.Channels;
 using DotNetty.Transport.Channels;
 using GameProtocol;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 
 namespace GameClient;
 
@@ -26,26 +27,23 @@ internal sealed class ClientHandler : ChannelHandlerAdapter
     /// <summary>True once this side has sent its Goodbye; the server's Goodbye then answers it.</summary>
     public bool GoodbyeSent { get; set; }
 
-    /// <summary>True once this side has shut down its write side: nothing more may be written (not even a Pong).</summary>
-    public bool OutputShutdown { get; set; }
-
     public override void ChannelRead(IChannelHandlerContext context, object message)
     {
         var msg = (IMessage)message;
         switch (msg)
         {
-            case Ping ping when options.AnswerPings && !GoodbyeSent && !OutputShutdown:
+            case Ping ping when options.AnswerPings && !GoodbyeSent && TcpConnection.Of(context.Channel).Phase == ConnectionPhase.Open:
                 _ = context.WriteAndFlushAsync(new Pong(ping.Seq, ping.SentAtUnixMs));
                 break;
             case Goodbye goodbye:
                 // Nothing but the answer may follow a Goodbye, or the counts would not match.
                 StopHeartbeat(context.Channel);
-                if (!GoodbyeSent && !OutputShutdown)
+                var connection = TcpConnection.Of(context.Channel);
+                if (!GoodbyeSent && connection.Phase == ConnectionPhase.Open)
                 {
                     // The server leaves first: answer with our count so it can prove nothing was lost, then let it close.
                     GoodbyeSent = true;
-                    var state = ConnectionState.Of(context.Channel);
-                    _ = context.WriteAndFlushAsync(new Goodbye("ack", state.FramesReceived));
+                    _ = context.WriteAndFlushAsync(new Goodbye("ack", connection.FramesReceived));
                 }
 
                 serverGoodbye.TrySetResult(goodbye);

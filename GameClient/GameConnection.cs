@@ -6,17 +6,16 @@ using DotNetty.Buffers;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using GameProtocol;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using GameProtocol.Pipeline;
 using Microsoft.Extensions.Logging;
-using Microsoft.Extensions.Logging.Abstractions;
-
+using TcpConnections;
 using Transport.Epoll;
 
 namespace GameClient;
 
 /// <summary>
-/// One connection to a game server, on the same framing, codec and close classification as the server. Connect
+/// One connection to a game server, on the same connection library, framing and codec as the server; it ends through
+/// the same <see cref="TcpConnection"/> close path. Connect
 /// with <see cref="ConnectAsync"/>, read <see cref="Incoming"/>, send with <see cref="SendAsync"/>, and end it in any
 /// <see cref="ClientCloseMode"/>; <see cref="Closed"/> tells what this side observed (EOF, reset, broken pipe).
 /// </summary>
@@ -28,14 +27,14 @@ public sealed class GameConnection : IAsyncDisposable
     private readonly IChannel channel;
     private readonly ClientHandler handler;
     private readonly GameClientOptions options;
-    private readonly ConnectionState state;
+    private readonly TcpConnection state;
 
     private GameConnection(IChannel channel, ClientHandler handler, GameClientOptions options)
     {
         this.channel = channel;
         this.handler = handler;
         this.options = options;
-        state = ConnectionState.Of(channel);
+        state = TcpConnection.Of(channel);
     }
 
     /// <summary>The server's Welcome; null for a connection opened with <see cref="ConnectRawAsync"/> until Hello.</summary>
@@ -98,11 +97,8 @@ public sealed class GameConnection : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var handler = new ClientHandler(options);
-        var classifier = new CloseClassifier(
-            new CloseOptions { DrainTimeoutMs = options.DrainTimeoutMs },
-            GameConnectionProtocol.Instance,
-            ConnectionMetrics.None,
-            logger ?? NullLogger.Instance);
+        var connectionHandler = new ConnectionHandler(new ConnectionOptions { DrainTimeoutMs = options.DrainTimeoutMs }, logger);
+        var tail = new ConnectionTailHandler(GameConnectionProtocol.Instance, logger);
         var bootstrap = new Bootstrap();
         if (options.Transport?.ToLowerInvariant() is not ("auto" or "sockets" or "epoll"))
         {
@@ -125,11 +121,12 @@ public sealed class GameConnection : IAsyncDisposable
             .Handler(new ActionChannelInitializer<IChannel>(ch =>
             {
                 made = ch;
+                ch.Pipeline.AddLast("connection", connectionHandler);
                 ch.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));
                 ch.Pipeline.AddLast("frame-prepender", new FramePrepender(options.MaxFrameBytes));
                 ch.Pipeline.AddLast("message-codec", new MessageCodec());
-                ch.Pipeline.AddLast("close-classifier", classifier);
                 ch.Pipeline.AddLast("client", handler);
+                ch.Pipeline.AddLast("tail", tail);
             }));
 
         IChannel channel;
@@ -204,7 +201,7 @@ public sealed class GameConnection : IAsyncDisposable
     {
         await RunOnLoopAsync(() =>
         {
-            state.TrySetReason(CloseReason.ClientGoodbye, 0, reason);
+            state.TrySetReason(GameCloseReasons.ClientGoodbye, reason);
             ClientHandler.StopHeartbeat(channel);
             handler.GoodbyeSent = true;
             _ = channel.WriteAndFlushAsync(new Goodbye(reason, state.FramesReceived));
@@ -218,7 +215,7 @@ public sealed class GameConnection : IAsyncDisposable
         catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
         {
             // No answer in time, or the connection ended without one: close what is left and say so.
-            ConnectionCloser.CloseQuietly(channel);
+            await state.CloseAsync(CloseReason.LocalClose, "no Goodbye answer");
             var report = await Closed;
             throw new GameClientException($"the server did not answer Goodbye ({report})", ex);
         }
@@ -236,23 +233,16 @@ public sealed class GameConnection : IAsyncDisposable
                 await GoodbyeAsync();
                 break;
             case ClientCloseMode.Fin:
-                await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName()));
                 await FlushedAsync();
-                await channel.CloseAsync();
+                await state.CloseAsync(CloseReason.LocalClose, mode.ToName());
                 break;
             case ClientCloseMode.HalfClose:
-                await FlushedAsync();
-                await RunOnLoopAsync(() =>
-                {
-                    state.TrySetReason(CloseReason.LocalClose, 0, mode.ToName());
-                    ClientHandler.StopHeartbeat(channel);
-                    handler.OutputShutdown = true;
-                    SocketAccess.TryShutdownOutput(channel);
-                });
-                await WaitClosedOrCloseAsync();
+                // The graceful close without a farewell: FIN after what was sent, reading on until the server's FIN.
+                await RunOnLoopAsync(() => ClientHandler.StopHeartbeat(channel));
+                await state.CloseGracefullyAsync(CloseReason.LocalClose, detail: mode.ToName());
                 break;
             case ClientCloseMode.Abort:
-                await ConnectionCloser.AbortAsync(channel, CloseReason.Kicked, 0, mode.ToName());
+                await state.AbortAsync(CloseReason.Aborted, mode.ToName());
                 break;
             case ClientCloseMode.CloseWithUnread:
                 await CloseWithUnreadAsync();
@@ -326,8 +316,7 @@ public sealed class GameConnection : IAsyncDisposable
     {
         if (channel.Active)
         {
-            await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, 0, "disposed"));
-            await channel.CloseAsync();
+            await state.CloseAsync(CloseReason.LocalClose, "disposed");
         }
     }
 
@@ -342,8 +331,8 @@ public sealed class GameConnection : IAsyncDisposable
 
         var heartbeat = new HeartbeatOptions { IntervalMs = Welcome.HeartbeatIntervalMs, Misses = options.HeartbeatMisses };
         var time = TimeProvider.System;
-        channel.Pipeline.AddBefore("client", "idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
-        channel.Pipeline.AddBefore("client", "heartbeat", new HeartbeatHandler(heartbeat, GameConnectionProtocol.Instance, time, ConnectionMetrics.None));
+        channel.Pipeline.AddBefore("client", "idle", new IdleDetector(heartbeat.Interval, TimeSpan.Zero, time));
+        channel.Pipeline.AddBefore("client", "heartbeat", new HeartbeatHandler(heartbeat, GameConnectionProtocol.Instance, time));
     }
 
     private async Task CloseWithUnreadAsync()
@@ -352,9 +341,10 @@ public sealed class GameConnection : IAsyncDisposable
 
         await RunOnLoopAsync(() =>
         {
-            state.TrySetReason(CloseReason.LocalClose, 0, ClientCloseMode.CloseWithUnread.ToName());
+            // Closing the socket itself, without DotNetty's shutdown() first, lets the kernel's rule apply: unread data
+            // turns the close into an RST. The connection then records and finishes the close as usual.
             SocketAccess.TryCloseWithoutShutdown(channel);
-            ConnectionCloser.CloseQuietly(channel);
+            _ = state.CloseAsync(CloseReason.LocalClose, ClientCloseMode.CloseWithUnread.ToName());
         });
     }
 
@@ -366,8 +356,7 @@ public sealed class GameConnection : IAsyncDisposable
         }
         catch (TimeoutException)
         {
-            ConnectionCloser.CloseQuietly(channel);
-            await state.Closed;
+            await state.CloseAsync(CloseReason.LocalClose, "no FIN from the server within the drain timeout");
         }
     }
 

@@ -1,4 +1,5 @@
 using System.IO;
+using TcpConnections;
 
 namespace Transport.Epoll;
 

@@ -5,6 +5,7 @@ using DotNetty.Buffers;
 using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
+using TcpConnections;
 using Transport.Epoll.Native;
 
 using TaskCompletionSource = System.Threading.Tasks.TaskCompletionSource;
@@ -18,7 +19,7 @@ namespace Transport.Epoll;
 /// sends a FIN and keeps reading. Errors reach <c>ExceptionCaught</c> as <see cref="SocketException"/>s that carry the
 /// errno, on reads and on writes.
 /// </summary>
-public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuplexChannel, IEpollChannel
+public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuplexChannel, INativeSocketChannel, IEpollChannel
 {
     private static readonly ChannelMetadata ChannelMetadata = new(false, 16);
 

@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using TcpConnections;
 using Transport.Epoll.Native;
 
 namespace Transport.Epoll;
@@ -9,9 +10,9 @@ namespace Transport.Epoll;
 /// <see cref="SocketException.SocketErrorCode"/> and find what they expect; but .NET rebuilds
 /// <see cref="System.ComponentModel.Win32Exception.NativeErrorCode"/> from that code, which loses some errnos (EMFILE
 /// reads back as ENFILE, EBADF as ECANCELED, one without a <see cref="SocketError"/> as -131074). <see cref="Errno"/>
-/// is the number the kernel returned.
+/// is the number the kernel returned, and the connection library reads it through <see cref="IErrnoException"/>.
 /// </summary>
-public sealed class EpollSocketException : SocketException
+public sealed class EpollSocketException : SocketException, IErrnoException
 {
     public EpollSocketException(int errno)
         : base((int)Native.Errno.ToSocketError(errno), $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})")

@@ -1,4 +1,4 @@
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Hosting;
 using GameServer.Options;
 using Microsoft.Extensions.Logging;
@@ -28,7 +28,7 @@ public sealed class GameServices
         Registry = registry;
         Time = time;
         Logger = logger;
-        ConnectionLogger = loggerFactory.CreateLogger("GameServer.Connection");
+        ConnectionLogger = loggerFactory.CreateLogger(GameServerHost.ConnectionLogCategory);
     }
 
     public ServerOptions Server { get; }

@@ -2,7 +2,7 @@ using DotNetty.Buffers;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 
 namespace GameServer.Game;
 
@@ -12,7 +12,7 @@ public sealed class PlayerSession
 {
     private PlayerState state;
 
-    public PlayerSession(ConnectionState connection, string sessionId, string playerName)
+    public PlayerSession(TcpConnection connection, string sessionId, string playerName)
     {
         Connection = connection;
         SessionId = sessionId;
@@ -20,7 +20,7 @@ public sealed class PlayerSession
         state = new PlayerState(sessionId, 0, 0, 0);
     }
 
-    public ConnectionState Connection { get; }
+    public TcpConnection Connection { get; }
 
     public string SessionId { get; }
 
@@ -55,7 +55,7 @@ public sealed class PlayerSession
         channel.EventLoop.Execute(
             static (c, f) =>
             {
-                var connection = (ConnectionState)c!;
+                var connection = (TcpConnection)c!;
                 if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
                 {
                     _ = connection.Channel.WriteAndFlushAsync(f);

@@ -1,6 +1,6 @@
 using DotNetty.Buffers;
 using GameProtocol;
-using GameServer.Connection.Codec;
+using GameProtocol.Pipeline;
 
 namespace GameServer.Game;
 

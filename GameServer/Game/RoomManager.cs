@@ -9,7 +9,7 @@ using Microsoft.Extensions.Options;
 namespace GameServer.Game;
 
 /// <summary>Owns the rooms and the one ticker that drives them all at <c>Game:TickRateHz</c>.</summary>
-public sealed partial class RoomManager : BackgroundService
+public sealed class RoomManager : BackgroundService
 {
     private readonly ConcurrentDictionary<string, Room> rooms = new(StringComparer.Ordinal);
     private readonly GameOptions options;
@@ -79,7 +79,7 @@ public sealed partial class RoomManager : BackgroundService
                     var skipped = room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes);
                     if (skipped < 0)
                     {
-                        LogRoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
+                        Log.RoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
                         continue;
                     }
 
@@ -89,13 +89,7 @@ public sealed partial class RoomManager : BackgroundService
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
         {
-            LogStopped(logger);
+            Log.RoomTickerStopped(logger);
         }
     }
-
-    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Room {RoomId} with {Players} players does not fit a StateUpdate in {MaxFrameBytes} bytes; no update sent")]
-    private static partial void LogRoomTooBig(ILogger logger, string roomId, int players, int maxFrameBytes);
-
-    [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "Room ticker stopped")]
-    private static partial void LogStopped(ILogger logger);
 }

@@ -2,8 +2,8 @@ using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using GameProtocol;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using TcpConnections;
+using GameProtocol.Pipeline;
 using GameServer.Hosting;
 using GameServer.Options;
 using Microsoft.Extensions.Logging;
@@ -12,15 +12,16 @@ namespace GameServer.Game;
 
 /// <summary>
 /// The session state machine: Hello within the handshake timeout, then the game messages, and the Goodbye
-/// handshake. A message that is not allowed in the current state is a protocol error with its own code. Ends
-/// connections only through <see cref="ConnectionCloser"/>. One instance per connection.
+/// handshake. A message that is not allowed in the current state is a protocol error with its own code, thrown: the
+/// pipeline's tail closes for it. Ends connections only through the channel's <see cref="TcpConnection"/>. One
+/// instance per connection.
 /// </summary>
 public sealed class SessionHandler : ChannelHandlerAdapter
 {
     private const int MaxPlayerNameLength = 32;
 
     private readonly GameServices services;
-    private ConnectionState? connection;
+    private TcpConnection? connection;
     private PlayerSession? player;
     private IScheduledTask? handshakeTimer;
     private StreamSender? stream;
@@ -30,11 +31,10 @@ public sealed class SessionHandler : ChannelHandlerAdapter
 
     public override void ChannelActive(IChannelHandlerContext context)
     {
-        connection = ConnectionState.Of(context.Channel);
+        connection = TcpConnection.Of(context.Channel);
         services.Registry.Add(connection);
         handshakeTimer = context.Executor.Schedule(
-            static (c, s) => ((SessionHandler)s!).OnHandshakeTimeout((IChannelHandlerContext)c!),
-            context,
+            static s => ((SessionHandler)s!).OnHandshakeTimeout(),
             this,
             TimeSpan.FromMilliseconds(services.Server.HandshakeTimeoutMs));
         context.FireChannelActive();
@@ -47,7 +47,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         if (player is not null)
         {
             services.Rooms.Leave(player);
-            GameLog.SessionEnded(services.Logger, player.SessionId, messagesHandled, player.State.LastSeq);
+            Log.SessionEnded(services.Logger, player.SessionId, messagesHandled, player.State.LastSeq);
         }
 
         if (connection is not null)
@@ -61,7 +61,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
     /// <summary>
     /// The peer sent FIN and the transport kept our output open (epoll with half-closure): a running stream is
     /// finished first, then the server answers with Goodbye carrying the frames it received, so the peer can check
-    /// that nothing was lost, and closes.
+    /// that nothing was lost, and closes. (Without this the tail would close at once, cutting the stream.)
     /// </summary>
     public override void UserEventTriggered(IChannelHandlerContext context, object evt)
     {
@@ -70,25 +70,42 @@ public sealed class SessionHandler : ChannelHandlerAdapter
             handshakeTimer?.Cancel();
             if (stream is { Finished: false })
             {
-                stream.OnFinished = () => AnswerFin(context);
+                stream.OnFinished = AnswerFin;
             }
             else
             {
-                AnswerFin(context);
+                AnswerFin();
             }
+
+            return;
         }
 
         context.FireUserEventTriggered(evt);
     }
 
-    private void AnswerFin(IChannelHandlerContext context)
+    private void AnswerFin()
     {
         StopPlaying();
-        _ = ConnectionCloser.CloseGracefullyAsync(
-            context.Channel,
+        _ = connection!.CloseGracefullyAsync(
             CloseReason.PeerClosed,
-            s => player is null ? null : new Goodbye(CloseReason.PeerClosed.ToName(), s.FramesReceived),
+            c => player is null ? null : GameConnectionProtocol.CreateGoodbye(CloseReason.PeerClosed, c),
             player is null ? "peer sent FIN before Hello" : "peer sent FIN; answered with Goodbye");
+    }
+
+    /// <summary>
+    /// Every error on its way to the tail passes here, from the handlers below and from this one: play stops at once
+    /// (the close that follows may drain for a while), and a protocol error the session raised is logged as the
+    /// game's. The tail decides how the connection ends.
+    /// </summary>
+    public override void ExceptionCaught(IChannelHandlerContext context, Exception exception)
+    {
+        if (exception is ProtocolViolationException violation && connection is { Phase: ConnectionPhase.Open })
+        {
+            Log.ProtocolError(services.Logger, connection.Id, violation.Code, violation.Message);
+        }
+
+        StopPlaying();
+        context.FireExceptionCaught(exception);
     }
 
     public override void ChannelWritabilityChanged(IChannelHandlerContext context)
@@ -103,20 +120,8 @@ public sealed class SessionHandler : ChannelHandlerAdapter
 
     public override void ChannelRead(IChannelHandlerContext context, object message)
     {
-        try
-        {
-            messagesHandled++;
-            Handle(context, (IMessage)message);
-        }
-        catch (ProtocolViolationException violation)
-        {
-            CloseForProtocolError(context, violation.Code, violation.Message);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            // Sent from the head so the close path (CloseClassifier) judges it like any other failure.
-            context.Channel.Pipeline.FireExceptionCaught(ex);
-        }
+        messagesHandled++;
+        Handle(context, (IMessage)message);
     }
 
     private void Handle(IChannelHandlerContext context, IMessage message)
@@ -127,8 +132,8 @@ public sealed class SessionHandler : ChannelHandlerAdapter
             // Draining after our own Goodbye: only the peer's answering Goodbye still matters.
             if (message is Goodbye answer)
             {
-                state.PeerFramesReceived = answer.FramesReceived;
-                GameLog.PeerGoodbye(services.Logger, state.Id, answer.Reason, answer.FramesReceived, state.FramesSent);
+                state.RecordPeerFramesReceived(answer.FramesReceived);
+                Log.PeerGoodbye(services.Logger, state.Id, answer.Reason, answer.FramesReceived, state.FramesSent);
             }
 
             return;
@@ -173,7 +178,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
                 StartStream(context, request);
                 break;
             case Goodbye goodbye:
-                OnClientGoodbye(context, goodbye);
+                OnClientGoodbye(goodbye);
                 break;
             default:
                 throw new ProtocolViolationException(
@@ -211,8 +216,9 @@ public sealed class SessionHandler : ChannelHandlerAdapter
                 services.Time,
                 services.Metrics.Connections,
                 TimeSpan.FromMilliseconds(services.Server.SlowConsumerTimeoutMs),
+                readTcpInfo: null,
                 logger: services.ConnectionLogger));
-        GameLog.SessionStarted(services.Logger, sessionId, hello.PlayerName, connection.Id);
+        Log.SessionStarted(services.Logger, sessionId, hello.PlayerName, connection.Id);
     }
 
     private void JoinRoom(JoinRoom join)
@@ -224,7 +230,7 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         }
 
         services.Rooms.Join(player!, join.RoomId);
-        GameLog.JoinedRoom(services.Logger, player!.SessionId, join.RoomId);
+        Log.JoinedRoom(services.Logger, player!.SessionId, join.RoomId);
     }
 
     private void StartStream(IChannelHandlerContext context, StreamRequest request)
@@ -249,35 +255,26 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         stream.Start();
     }
 
-    private void OnClientGoodbye(IChannelHandlerContext context, Goodbye goodbye)
+    private void OnClientGoodbye(Goodbye goodbye)
     {
         var state = connection!;
-        state.PeerFramesReceived = goodbye.FramesReceived;
-        GameLog.PeerGoodbye(services.Logger, state.Id, goodbye.Reason, goodbye.FramesReceived, state.FramesSent);
+        state.RecordPeerFramesReceived(goodbye.FramesReceived);
+        Log.PeerGoodbye(services.Logger, state.Id, goodbye.Reason, goodbye.FramesReceived, state.FramesSent);
         StopPlaying();
-        _ = ConnectionCloser.CloseGracefullyAsync(
-            context.Channel,
-            CloseReason.ClientGoodbye,
-            s => new Goodbye(CloseReason.ClientGoodbye.ToName(), s.FramesReceived),
+        _ = state.CloseGracefullyAsync(
+            GameCloseReasons.ClientGoodbye,
+            c => GameConnectionProtocol.CreateGoodbye(GameCloseReasons.ClientGoodbye, c),
             $"peer said '{goodbye.Reason}'");
     }
 
-    private void OnHandshakeTimeout(IChannelHandlerContext context)
+    private void OnHandshakeTimeout()
     {
         if (player is null && connection is { Phase: ConnectionPhase.Open })
         {
             var text = $"no Hello within {services.Server.HandshakeTimeoutMs} ms";
-            _ = ConnectionCloser.CloseGracefullyAsync(
-                context.Channel, CloseReason.HandshakeTimeout, _ => new Error(ProtocolErrorCodes.HandshakeTimeout, text), text);
+            _ = connection.CloseGracefullyAsync(
+                GameCloseReasons.HandshakeTimeout, _ => new Error(ProtocolErrorCodes.HandshakeTimeout, text), text);
         }
-    }
-
-    private void CloseForProtocolError(IChannelHandlerContext context, string code, string text)
-    {
-        GameLog.ProtocolError(services.Logger, connection!.Id, code, text);
-        StopPlaying();
-        _ = ConnectionCloser.CloseGracefullyAsync(
-            context.Channel, CloseReason.ProtocolError, _ => new Error(code, text), $"{code}: {text}");
     }
 
     private void StopPlaying()

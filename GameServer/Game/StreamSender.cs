@@ -1,7 +1,7 @@
 using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Channels;
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 
 namespace GameServer.Game;
 
@@ -13,14 +13,14 @@ namespace GameServer.Game;
 public sealed class StreamSender
 {
     private readonly IChannelHandlerContext context;
-    private readonly ConnectionState connection;
+    private readonly TcpConnection connection;
     private readonly StreamRequest request;
     private readonly byte[] payload;
     private int next;
     private IScheduledTask? timer;
     private bool resumeQueued;
 
-    public StreamSender(IChannelHandlerContext context, ConnectionState connection, StreamRequest request)
+    public StreamSender(IChannelHandlerContext context, TcpConnection connection, StreamRequest request)
     {
         this.context = context;
         this.connection = connection;

@@ -1,4 +1,4 @@
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Game;
 using GameServer.Options;
 using Microsoft.Extensions.Configuration;
@@ -50,9 +50,10 @@ public static class GameServerApp
         AddOptions<ServerOptions>(builder, ServerOptions.Section);
         AddOptions<GameOptions>(builder, GameOptions.Section);
         AddOptions<MetricsOptions>(builder, MetricsOptions.Section);
-        AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section, o => o.Validate());
-        AddOptions<TcpTimeoutOptions>(builder, TcpTimeoutOptions.Section, o => o.Validate());
-        AddOptions<LimitsOptions>(builder, LimitsOptions.Section, o => o.Validate());
+        AddOptions<ConnectionOptions>(builder, ConnectionOptions.Section);
+        AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section);
+        AddOptions<TcpTimeoutOptions>(builder, TcpTimeoutOptions.Section);
+        AddOptions<LimitsOptions>(builder, LimitsOptions.Section);
 
         builder.Services.AddSingleton<GameServerMetrics>();
         builder.Services.AddSingleton<ConnectionRegistry>();
@@ -70,15 +71,16 @@ public static class GameServerApp
         return builder;
     }
 
+    /// <summary>
+    /// Every options class, the game's and the connection library's, is bound and validated on start this one way. A
+    /// key its class does not have is an error too: a misspelt or moved key would otherwise be ignored in silence.
+    /// </summary>
     private static void AddOptions<T>(HostApplicationBuilder builder, string section)
-        where T : class, IValidatedOptions =>
-        AddOptions<T>(builder, section, o => o.Validate());
-
-    /// <summary>For the connection handlers' options, which carry their own Validate and know nothing of the host.</summary>
-    private static void AddOptions<T>(HostApplicationBuilder builder, string section, Func<T, IEnumerable<string>> validate)
-        where T : class
+        where T : class, IValidatedOptions
     {
-        builder.Services.AddOptions<T>().Bind(builder.Configuration.GetSection(section)).ValidateOnStart();
-        builder.Services.AddSingleton<IValidateOptions<T>>(new DelegateOptionsValidator<T>(validate));
+        builder.Services.AddOptions<T>()
+            .Bind(builder.Configuration.GetSection(section), o => o.ErrorOnUnknownConfiguration = true)
+            .ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<T>, ValidatedOptionsValidator<T>>();
     }
 }

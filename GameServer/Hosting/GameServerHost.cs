@@ -4,8 +4,8 @@ using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
 using Transport.Epoll;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using TcpConnections;
+using GameProtocol.Pipeline;
 using GameServer.Game;
 using GameServer.Options;
 using Microsoft.Extensions.Hosting;
@@ -19,7 +19,7 @@ namespace GameServer.Hosting;
 /// client, waits for the handshakes to finish (up to <c>Server:ShutdownTimeoutMs</c>), aborts what is left and
 /// shuts the event loops down.
 /// </summary>
-public sealed partial class GameServerHost : IHostedService
+public sealed class GameServerHost : IHostedService
 {
     private readonly ServerOptions options;
     private readonly GameServices services;
@@ -28,7 +28,8 @@ public sealed partial class GameServerHost : IHostedService
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger<GameServerHost> logger;
     private readonly TaskCompletionSource<IPEndPoint> listening = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly CloseClassifier classifier;
+    private readonly ConnectionHandler connectionHandler;
+    private readonly ConnectionTailHandler tail;
     private readonly MessageCodec codec = new();
     private readonly FramePrepender prepender;
     private readonly TcpTimeoutsHandler tcpTimeouts;
@@ -42,6 +43,7 @@ public sealed partial class GameServerHost : IHostedService
 
     public GameServerHost(
         IOptions<ServerOptions> options,
+        IOptions<ConnectionOptions> connectionOptions,
         GameServices services,
         IOptions<TcpTimeoutOptions> tcpOptions,
         IOptions<HeartbeatOptions> heartbeat,
@@ -53,7 +55,7 @@ public sealed partial class GameServerHost : IHostedService
     {
         this.heartbeat = heartbeat.Value;
         this.limits = limits.Value;
-        connectionLimit = new ConnectionLimitHandler(this.limits.MaxConnections, GameConnectionProtocol.Instance);
+        connectionLimit = new ConnectionLimitHandler(this.limits.MaxConnections, GameCloseReasons.ServerFull, GameConnectionProtocol.Instance);
         this.time = time;
         this.options = options.Value;
         this.services = services;
@@ -61,14 +63,15 @@ public sealed partial class GameServerHost : IHostedService
         this.registry = registry;
         this.loggerFactory = loggerFactory;
         logger = loggerFactory.CreateLogger<GameServerHost>();
-        classifier = new CloseClassifier(
-            new CloseOptions { DrainTimeoutMs = this.options.DrainTimeoutMs },
-            GameConnectionProtocol.Instance,
-            metrics.Connections,
-            loggerFactory.CreateLogger("GameServer.Connection"));
-        prepender = new FramePrepender(this.options.MaxFrameBytes, metrics.Connections);
-        tcpTimeouts = new TcpTimeoutsHandler(tcpOptions.Value, loggerFactory.CreateLogger("GameServer.Connection"));
+        var connectionLogger = loggerFactory.CreateLogger(ConnectionLogCategory);
+        connectionHandler = new ConnectionHandler(connectionOptions.Value, connectionLogger, metrics.Connections);
+        tail = new ConnectionTailHandler(GameConnectionProtocol.Instance, connectionLogger);
+        prepender = new FramePrepender(this.options.MaxFrameBytes);
+        tcpTimeouts = new TcpTimeoutsHandler(tcpOptions.Value, connectionLogger);
     }
+
+    /// <summary>The log category of the connection library's lines (one per connection opened and closed).</summary>
+    public const string ConnectionLogCategory = "GameServer.Connection";
 
     /// <summary>Completes with the bound endpoint once the server accepts connections (the real port when 0 was asked).</summary>
     public Task<IPEndPoint> Listening => listening.Task;
@@ -112,14 +115,14 @@ public sealed partial class GameServerHost : IHostedService
         }
         catch (Exception ex)
         {
-            LogBindFailed(logger, options.Address, options.Port, ex.Message);
+            Log.BindFailed(logger, options.Address, options.Port, ex.Message);
             await ShutdownLoopsAsync();
             throw;
         }
 
         var bound = (IPEndPoint)serverChannel.LocalAddress;
         bound = new IPEndPoint(bound.Address.IsIPv4MappedToIPv6 ? bound.Address.MapToIPv4() : bound.Address, bound.Port);
-        LogListening(logger, bound, options.UsesEpoll ? "epoll" : "sockets", options.LeakDetection);
+        Log.Listening(logger, bound, options.UsesEpoll ? "epoll" : "sockets", options.LeakDetection);
         listening.TrySetResult(bound);
     }
 
@@ -133,10 +136,10 @@ public sealed partial class GameServerHost : IHostedService
             }
 
             var open = registry.Snapshot();
-            LogStopping(logger, open.Count);
+            Log.Stopping(logger, open.Count);
             var closes = open
-                .Select(c => ConnectionCloser.CloseGracefullyAsync(
-                    c.Channel, CloseReason.ServerShutdown, s => GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.ServerShutdown, s)))
+                .Select(c => c.CloseGracefullyAsync(
+                    CloseReason.ServerShutdown, s => GameConnectionProtocol.CreateGoodbye(CloseReason.ServerShutdown, s)))
                 .ToArray();
             try
             {
@@ -145,8 +148,8 @@ public sealed partial class GameServerHost : IHostedService
             catch (TimeoutException)
             {
                 var left = registry.Snapshot();
-                LogShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
-                await Task.WhenAll(left.Select(c => ConnectionCloser.AbortAsync(c.Channel, CloseReason.ServerShutdown)))
+                Log.ShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
+                await Task.WhenAll(left.Select(c => c.AbortAsync(CloseReason.ServerShutdown)))
                     .WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
             }
         }
@@ -157,24 +160,28 @@ public sealed partial class GameServerHost : IHostedService
         finally
         {
             await ShutdownLoopsAsync();
-            LogStopped(logger);
+            Log.Stopped(logger);
             DotNettyLogBridge.Detach(loggerFactory);
         }
     }
 
+    /// <summary>
+    /// The pipeline, from the socket up. The connection handler comes first (it sees every byte and every write and
+    /// owns the close record), the tail last (every exception ends there, in the one close path).
+    /// </summary>
     private void InitChannel(IChannel channel)
     {
-        channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes, metrics.Connections));
+        channel.Pipeline.AddLast("connection", connectionHandler);
+        channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));
         channel.Pipeline.AddLast("frame-prepender", prepender);
         channel.Pipeline.AddLast("rate-limit", new RateLimitHandler(limits, GameConnectionProtocol.Instance, time));
         channel.Pipeline.AddLast("message-codec", codec);
-        // The classifier sits right above the codec so that every write, heartbeat Pings included, passes it.
-        channel.Pipeline.AddLast("close-classifier", classifier);
         channel.Pipeline.AddLast("connection-limit", connectionLimit);
         channel.Pipeline.AddLast("slow-consumer", new SlowConsumerHandler(TimeSpan.FromMilliseconds(options.SlowConsumerTimeoutMs), time));
         channel.Pipeline.AddLast("tcp-timeouts", tcpTimeouts);
-        channel.Pipeline.AddLast("idle-timer", new IdleStateTimer(heartbeat.Interval, TimeSpan.Zero, time));
+        channel.Pipeline.AddLast("idle", new IdleDetector(heartbeat.Interval, TimeSpan.Zero, time));
         channel.Pipeline.AddLast("session", new SessionHandler(services));
+        channel.Pipeline.AddLast("tail", tail);
     }
 
     private async Task ShutdownLoopsAsync()
@@ -189,27 +196,9 @@ public sealed partial class GameServerHost : IHostedService
         // deadline, and the host's stop must not wait for it for ever: give it a grace beyond its own timeout.
         if (await Task.WhenAny(terminated, Task.Delay(timeout + LoopTerminationGrace)) != terminated)
         {
-            LogLoopsDidNotTerminate(logger, (int)(timeout + LoopTerminationGrace).TotalMilliseconds);
+            Log.LoopsDidNotTerminate(logger, (int)(timeout + LoopTerminationGrace).TotalMilliseconds);
         }
     }
 
     private static readonly TimeSpan LoopTerminationGrace = TimeSpan.FromSeconds(3);
-
-    [LoggerMessage(EventId = 2010, Level = LogLevel.Warning, Message = "The event loops did not terminate within {TimeoutMs} ms; stopping without them")]
-    private static partial void LogLoopsDidNotTerminate(ILogger logger, int timeoutMs);
-
-    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint} ({Transport} transport, leak detection {LeakDetection})")]
-    private static partial void LogListening(ILogger logger, IPEndPoint endPoint, string transport, string leakDetection);
-
-    [LoggerMessage(EventId = 2001, Level = LogLevel.Critical, Message = "Cannot listen on {Address}:{Port}: {Reason}")]
-    private static partial void LogBindFailed(ILogger logger, string address, int port, string reason);
-
-    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Stopping: saying Goodbye to {Count} connections")]
-    private static partial void LogStopping(ILogger logger, int count);
-
-    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "{Count} connections did not finish the Goodbye handshake within {TimeoutMs} ms; aborting them")]
-    private static partial void LogShutdownTimeout(ILogger logger, int count, int timeoutMs);
-
-    [LoggerMessage(EventId = 2004, Level = LogLevel.Information, Message = "Game server stopped")]
-    private static partial void LogStopped(ILogger logger);
 }

@@ -1,5 +1,5 @@
 using System.Diagnostics.Metrics;
-using GameServer.Connection;
+using TcpConnections;
 
 namespace GameServer.Hosting;
 

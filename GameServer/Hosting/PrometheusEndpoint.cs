@@ -11,7 +11,7 @@ namespace GameServer.Hosting;
 /// Serves the <c>GameServer</c> meter in Prometheus text format on <c>http://127.0.0.1:{Metrics:Port}/metrics</c>.
 /// Loopback only: metrics are for the operator's scraper on the same host, never for the players' network.
 /// </summary>
-public sealed partial class PrometheusEndpoint : IHostedService, IDisposable
+public sealed class PrometheusEndpoint : IHostedService, IDisposable
 {
     private readonly MetricsOptions options;
     private readonly ILogger<PrometheusEndpoint> logger;
@@ -30,7 +30,7 @@ public sealed partial class PrometheusEndpoint : IHostedService, IDisposable
     {
         if (options.Port == 0)
         {
-            LogDisabled(logger);
+            Log.MetricsDisabled(logger);
             return Task.CompletedTask;
         }
 
@@ -45,7 +45,7 @@ public sealed partial class PrometheusEndpoint : IHostedService, IDisposable
             })
             .Build();
         Address = new Uri(prefix + "metrics");
-        LogListening(logger, Address);
+        Log.MetricsListening(logger, Address);
         return Task.CompletedTask;
     }
 
@@ -60,10 +60,4 @@ public sealed partial class PrometheusEndpoint : IHostedService, IDisposable
         provider?.Dispose();
         provider = null;
     }
-
-    [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Metrics on {Address}")]
-    private static partial void LogListening(ILogger logger, Uri address);
-
-    [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Metrics endpoint off (Metrics:Port = 0)")]
-    private static partial void LogDisabled(ILogger logger);
 }

@@ -1,3 +1,5 @@
+using TcpConnections;
+
 namespace GameServer.Options;
 
 /// <summary>The sample game. Section <c>Game</c>.</summary>

@@ -1,3 +1,5 @@
+using TcpConnections;
+
 namespace GameServer.Options;
 
 /// <summary>The Prometheus endpoint. Section <c>Metrics</c>.</summary>

@@ -2,6 +2,8 @@ using System.Net;
 using DotNetty.Common;
 using Transport.Epoll;
 
+using TcpConnections;
+
 namespace GameServer.Options;
 
 /// <summary>The listener and the connection-level limits. Section <c>Server</c>.</summary>
@@ -28,9 +30,6 @@ public sealed class ServerOptions : IValidatedOptions
 
     /// <summary>Hello must arrive within this time of connecting.</summary>
     public int HandshakeTimeoutMs { get; set; } = 5000;
-
-    /// <summary>How long a graceful close waits for the peer's FIN after shutting down the write side.</summary>
-    public int DrainTimeoutMs { get; set; } = 5000;
 
     /// <summary>How long host shutdown waits for every client to finish the Goodbye handshake before aborting the rest.</summary>
     public int ShutdownTimeoutMs { get; set; } = 10000;
@@ -101,7 +100,6 @@ public sealed class ServerOptions : IValidatedOptions
             .Concat(OptionErrors.Range(Section, nameof(WorkerThreads), WorkerThreads, 0, 1024))
             .Concat(OptionErrors.Range(Section, nameof(MaxFrameBytes), MaxFrameBytes, 64, 16 * 1024 * 1024))
             .Concat(OptionErrors.Range(Section, nameof(HandshakeTimeoutMs), HandshakeTimeoutMs, 1, 600_000))
-            .Concat(OptionErrors.Range(Section, nameof(DrainTimeoutMs), DrainTimeoutMs, 1, 600_000))
             .Concat(OptionErrors.Range(Section, nameof(ShutdownTimeoutMs), ShutdownTimeoutMs, 1, 600_000))
             .Concat(OptionErrors.Range(Section, nameof(WriteBufferHighWaterMark), WriteBufferHighWaterMark, 1024, 64 * 1024 * 1024))
             .Concat(OptionErrors.Range(Section, nameof(WriteBufferLowWaterMark), WriteBufferLowWaterMark, 512, 64 * 1024 * 1024))

@@ -4,7 +4,7 @@ using DotNetty.Common;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
-using GameServer.Connection;
+using TcpConnections;
 using Transport.Epoll;
 
 namespace Bench;

@@ -3,7 +3,7 @@ using DotNetty.Buffers;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -20,7 +20,8 @@ public class BareEchoServerTests
     {
         var closed = new TaskCompletionSource<ConnectionClosedEvent>(TaskCreationOptions.RunContinuationsAsynchronously);
         var metrics = new ConnectionMetrics(new System.Diagnostics.Metrics.Meter("EchoTest"));
-        var classifier = new CloseClassifier(new CloseOptions(), new NoProtocol(), metrics, NullLogger.Instance);
+        var connection = new ConnectionHandler(new ConnectionOptions(), NullLogger.Instance, metrics);
+        var tail = new ConnectionTailHandler();
         var group = new MultithreadEventLoopGroup(1);
         try
         {
@@ -29,10 +30,11 @@ public class BareEchoServerTests
                 .Channel<TcpServerSocketChannel>()
                 .ChildHandler(new ActionChannelInitializer<IChannel>(ch =>
                 {
-                    ch.Pipeline.AddLast(new FrameDecoder(1024, metrics));
-                    ch.Pipeline.AddLast(new FramePrepender(1024, metrics));
-                    ch.Pipeline.AddLast(classifier);
+                    ch.Pipeline.AddLast(connection);
+                    ch.Pipeline.AddLast(new FrameDecoder(1024));
+                    ch.Pipeline.AddLast(new FramePrepender(1024));
                     ch.Pipeline.AddLast(new FrameEcho(closed));
+                    ch.Pipeline.AddLast(tail);
                 }));
             var server = await bootstrap.BindAsync(IPAddress.Loopback, 0);
             var endPoint = (IPEndPoint)server.LocalAddress;
@@ -81,21 +83,6 @@ public class BareEchoServerTests
             }
 
             context.FireUserEventTriggered(evt);
-        }
-    }
-
-    /// <summary>A server with no application protocol: nothing to say before closing, framing errors only.</summary>
-    private sealed class NoProtocol : IConnectionProtocol
-    {
-        public object? CreateGoodbye(CloseReason reason, ConnectionState state) => null;
-
-        public object? CreateError(string code, string message) => null;
-
-        public bool TryGetProtocolError(Exception exception, out string code, out string message)
-        {
-            code = exception.GetType().Name;
-            message = exception.Message;
-            return exception is DotNetty.Codecs.DecoderException; // framing errors: zero or oversized lengths
         }
     }
 }

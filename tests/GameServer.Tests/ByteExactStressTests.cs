@@ -1,7 +1,8 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using DotNetty.Transport.Channels;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.Logging;
 using Transport.Conformance.Tests.Stress;
@@ -111,7 +112,7 @@ public class ByteExactStressTests(ITestOutputHelper output)
         await using var server = await TestServer.StartAsync([.. Settings, $"--Server:WorkerThreads={workerThreads}"]);
         var clients = new List<EchoStressClient>();
         var probes = new List<WritabilityProbe>();
-        var serverSides = new List<ConnectionState>();
+        var serverSides = new List<TcpConnection>();
         try
         {
             foreach (var batch in plans.Chunk(ConnectConcurrency))
@@ -177,7 +178,7 @@ public class ByteExactStressTests(ITestOutputHelper output)
                 .Where(e => e.Level >= LogLevel.Error)
                 .Take(5)
                 .Select(e => $"the server logged an error (event {e.EventId.Id}): {e.Message}"));
-            var reasons = string.Join(", ", serverSides.GroupBy(s => s.Reason).Select(g => $"{g.Count()} {g.Key?.ToName()}"));
+            var reasons = string.Join(", ", serverSides.GroupBy(s => s.Reason).Select(g => $"{g.Count()} {g.Key?.Name}"));
             return new StressResult(seed, clock.Elapsed, [.. failures, .. judged], probes.Count(p => p.TimesUnwritable > 0), reasons);
         }
         finally
@@ -204,7 +205,7 @@ public class ByteExactStressTests(ITestOutputHelper output)
                     yield return $"every Echo answered, then Goodbye(client_goodbye, {frames + 2}) and EOF, was expected: {what}";
                 }
 
-                if (server.Reason != CloseReason.ClientGoodbye)
+                if (server.Reason != GameCloseReasons.ClientGoodbye)
                 {
                     yield return $"the server must record client_goodbye: {what}";
                 }
@@ -239,7 +240,7 @@ public class ByteExactStressTests(ITestOutputHelper output)
                 // EPIPE before that receive is handled (broken_pipe, errno 32: seen about once in 2,000 resets, e.g.
                 // seeds -2613107456650533984 and 4912974456759614519).
                 var accepted = server.Reason == CloseReason.PeerReset
-                    || (TestServer.DefaultTransport != "epoll" && server.Reason is CloseReason.PeerClosed or CloseReason.BrokenPipe);
+                    || (TestServer.DefaultTransport != "epoll" && (server.Reason == CloseReason.PeerClosed || server.Reason == CloseReason.BrokenPipe));
                 if (!accepted)
                 {
                     yield return $"the server must record peer_reset after the client's RST: {what}";

@@ -1,7 +1,8 @@
 using System.Net.Sockets;
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
@@ -243,14 +244,14 @@ public class CloseCaseTests
     public async Task C1_ServerClosed_ClientWritesTwice_SecondWriteFailsWithEpipe_AndTheProcessSurvives()
     {
         // 1 s, not less: the test must find the connection in the registry before the server gives up on it.
-        await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=1000", "--Server:DrainTimeoutMs=200");
+        await using var server = await TestServer.StartAsync("--Server:HandshakeTimeoutMs=1000", "--Connection:DrainTimeoutMs=200");
         var client = await GameConnection.ConnectRawAsync(server.ClientOptions("c1"));
         client.PauseReading(); // not yet aware of the server's close
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
 
         // No Hello: the server gives up at the handshake timeout, drains until its deadline and closes its socket.
         var serverClosed = await serverSide.Closed.WaitAsync(CaseTimeout);
-        Assert.Equal(CloseReason.HandshakeTimeout, serverClosed.Reason);
+        Assert.Equal(GameCloseReasons.HandshakeTimeout, serverClosed.Reason);
 
         await client.SendAsync(new Ping(1, 1)); // succeeds, and the server's kernel answers with RST
         // The epoll transport has no .NET socket: poll a non-owning one over its descriptor.
@@ -272,7 +273,7 @@ public class CloseCaseTests
     [Fact]
     public async Task C2_ServerSentThenClosed_ClientSendsThenReads_StillReadsEveryByteThenEof()
     {
-        await using var server = await TestServer.StartAsync("--Server:DrainTimeoutMs=200");
+        await using var server = await TestServer.StartAsync("--Connection:DrainTimeoutMs=200");
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendAsync(new Hello(1, "c2", null));
         Assert.IsType<Welcome>(await wire.ReceiveAsync());
@@ -282,8 +283,7 @@ public class CloseCaseTests
 
         // The server closes (Goodbye, FIN); the client neither reads nor answers, so the drain deadline passes and
         // the server's socket is fully closed.
-        await ConnectionCloser.CloseGracefullyAsync(
-            serverSide.Channel, CloseReason.LocalClose, s => GameServer.Connection.Codec.GameConnectionProtocol.Instance.CreateGoodbye(CloseReason.LocalClose, s));
+        await serverSide.CloseGracefullyAsync(CloseReason.LocalClose, s => GameConnectionProtocol.CreateGoodbye(CloseReason.LocalClose, s));
         var serverClosed = await serverSide.Closed.WaitAsync(CaseTimeout);
 
         // One more message: it is delivered to a closed socket and draws an RST.
@@ -393,7 +393,7 @@ public class CloseCaseTests
 
         Assert.Equal(client.FramesSent, goodbye.FramesReceived);
         Assert.Equal(102, goodbye.FramesReceived); // Hello, 100 Echoes, Goodbye
-        Assert.Equal(CloseReason.ClientGoodbye, closed.Reason);
+        Assert.Equal(GameCloseReasons.ClientGoodbye, closed.Reason);
         Assert.Equal(closed.FramesSent, report.FramesReceived); // Welcome, 100 Echoes, the server's Goodbye
         Assert.Equal(102, report.FramesReceived);
         await server.AssertAllClosedAsync();
@@ -405,12 +405,12 @@ public class CloseCaseTests
         await using var server = await TestServer.StartAsync();
         var client = await GameConnection.ConnectAsync(server.ClientOptions());
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
-        await ConnectionCloser.AbortAsync(serverSide.Channel, CloseReason.Kicked);
+        await serverSide.AbortAsync(CloseReason.Aborted);
 
         var report = await client.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerReset, report.Reason);
         Assert.Equal(104, report.Errno);
-        Assert.Equal(CloseReason.Kicked, (await serverSide.Closed.WaitAsync(CaseTimeout)).Reason);
+        Assert.Equal(CloseReason.Aborted, (await serverSide.Closed.WaitAsync(CaseTimeout)).Reason);
         await server.AssertAllClosedAsync();
     }
 
@@ -420,8 +420,7 @@ public class CloseCaseTests
         await using var server = await TestServer.StartAsync();
         var client = await GameConnection.ConnectAsync(server.ClientOptions());
         var serverSide = await server.ServerSideOfAsync(client.LocalEndPoint);
-        _ = ConnectionCloser.CloseGracefullyAsync(
-            serverSide.Channel, CloseReason.LocalClose, s => new Goodbye("kicked_gracefully", s.FramesReceived));
+        _ = serverSide.CloseGracefullyAsync(CloseReason.LocalClose, s => new Goodbye("kicked_gracefully", s.FramesReceived));
 
         var report = await client.Closed.WaitAsync(CaseTimeout);
         Assert.Equal(CloseReason.PeerClosed, report.Reason);
@@ -502,7 +501,7 @@ public class CloseCaseTests
         // "... closed: peer_reset (errno 104: Connection reset by peer) after ..."
         var reasonStart = message.IndexOf("closed: ", StringComparison.Ordinal) + 8;
         var reasonName = message[reasonStart..message.IndexOf(' ', reasonStart)];
-        Assert.True(CloseReasons.TryParse(reasonName, out var reason));
+        Assert.True(GameCloseReasons.TryParse(reasonName, out var reason), $"unknown close reason {reasonName}");
         var errnoStart = message.IndexOf("(errno ", StringComparison.Ordinal) + 7;
         var errnoText = message[errnoStart..message.IndexOfAny([':', ')'], errnoStart)];
         var errno = int.TryParse(errnoText, out var e) ? e : 0;

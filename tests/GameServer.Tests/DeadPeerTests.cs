@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Options;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;

@@ -1,6 +1,7 @@
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
@@ -43,10 +44,10 @@ public class EndToEndTests
         Assert.Equal(client.FramesSent, goodbye.FramesReceived);
         Assert.Equal("client_goodbye", goodbye.Reason);
         var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(15));
-        Assert.Equal(CloseReason.ClientGoodbye, closed.Reason);
+        Assert.Equal(GameCloseReasons.ClientGoodbye, closed.Reason);
         Assert.Equal(client.FramesSent, closed.FramesReceived);
         Assert.Equal(closed.FramesSent, report.FramesReceived);
-        Assert.Equal(CloseReason.ClientGoodbye, report.Reason);
+        Assert.Equal(GameCloseReasons.ClientGoodbye, report.Reason);
         await server.AssertAllClosedAsync();
     }
 

@@ -2,8 +2,8 @@ using DotNetty.Buffers;
 using DotNetty.Codecs;
 using DotNetty.Transport.Channels.Embedded;
 using GameProtocol;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using TcpConnections;
+using GameProtocol.Pipeline;
 using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
@@ -12,7 +12,7 @@ namespace GameServer.Tests;
 public class FramingTests
 {
     private static EmbeddedChannel NewChannel(int maxFrameBytes = 65536) =>
-        new(new FrameDecoder(maxFrameBytes), new MessageCodec());
+        new(new ConnectionHandler(), new FrameDecoder(maxFrameBytes), new MessageCodec());
 
     [Fact]
     public void FrameSplitOverManyReads_IsReassembled()
@@ -28,8 +28,8 @@ public class FramingTests
         Assert.Equal(9, echo.Seq);
         Assert.Equal(300, echo.Payload.Length);
         Assert.Null(channel.ReadInbound<IMessage>());
-        Assert.Equal(1, ConnectionState.Of(channel).FramesReceived);
-        Assert.Equal(frame.Length, ConnectionState.Of(channel).BytesReceived);
+        Assert.Equal(1, TcpConnection.Of(channel).FramesReceived);
+        Assert.Equal(frame.Length, TcpConnection.Of(channel).BytesReceived);
     }
 
     [Fact]
@@ -43,7 +43,7 @@ public class FramingTests
             Assert.Equal(i, Assert.IsType<Move>(channel.ReadInbound<IMessage>()).Seq);
         }
 
-        Assert.Equal(500, ConnectionState.Of(channel).FramesReceived);
+        Assert.Equal(500, TcpConnection.Of(channel).FramesReceived);
     }
 
     [Fact]
@@ -78,7 +78,7 @@ public class FramingTests
     [Fact]
     public void Prepender_WritesTheDocumentedHeader()
     {
-        var channel = new EmbeddedChannel(new FramePrepender(65536), new MessageCodec());
+        var channel = new EmbeddedChannel(new ConnectionHandler(), new FramePrepender(65536), new MessageCodec());
         channel.WriteOutbound(new Goodbye("bye", 42));
         var header = channel.ReadOutbound<IByteBuffer>();
         var payload = channel.ReadOutbound<IByteBuffer>();
@@ -86,7 +86,7 @@ public class FramingTests
         header.ReadBytes(bytes, 0, header.ReadableBytes);
         payload.ReadBytes(bytes, 4, payload.ReadableBytes);
         Assert.Equal(Wire.Frame(new Goodbye("bye", 42)), bytes);
-        Assert.Equal(1, ConnectionState.Of(channel).FramesSent);
+        Assert.Equal(1, TcpConnection.Of(channel).FramesSent);
         header.Release();
         payload.Release();
     }
@@ -94,7 +94,7 @@ public class FramingTests
     [Fact]
     public void Prepender_RefusesAFrameOverTheLimit()
     {
-        var channel = new EmbeddedChannel(new FramePrepender(64), new MessageCodec());
+        var channel = new EmbeddedChannel(new ConnectionHandler(), new FramePrepender(64), new MessageCodec());
         var ex = Assert.ThrowsAny<Exception>(() => channel.WriteOutbound(new Echo(1, new byte[100])));
         var inner = ex is AggregateException aggregate ? aggregate.InnerException : ex;
         Assert.IsType<EncoderException>(inner);

@@ -2,8 +2,8 @@ using DotNetty.Buffers;
 using DotNetty.Transport.Channels.Embedded;
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using TcpConnections;
+using GameProtocol.Pipeline;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -69,8 +69,8 @@ public class FuzzTests
         var outcomes = new Dictionary<string, int>();
         for (var i = 0; i < 5000; i++)
         {
-            var classifier = new CloseClassifier(new CloseOptions(), GameConnectionProtocol.Instance, ConnectionMetrics.None, NullLogger.Instance);
-            var channel = new EmbeddedChannel(new FrameDecoder(1024), new MessageCodec(), classifier);
+            var channel = new EmbeddedChannel(
+                new ConnectionHandler(), new FrameDecoder(1024), new MessageCodec(), new ConnectionTailHandler(GameConnectionProtocol.Instance));
             var input = Mutate(random);
 
             // Delivered in random pieces, as a socket would.
@@ -83,8 +83,8 @@ public class FuzzTests
             }
 
             channel.CheckException(); // nothing unhandled escaped the pipeline
-            var state = ConnectionState.Of(channel);
-            var outcome = state.Reason?.ToName() ?? "open";
+            var state = TcpConnection.Of(channel);
+            var outcome = state.Reason?.Name ?? "open";
             Assert.True(outcome is "open" or "protocol_error", $"input {i}: {Convert.ToHexString(input)} ended as {outcome}");
             outcomes[outcome] = outcomes.GetValueOrDefault(outcome) + 1;
             while (channel.ReadInbound<object>() is { } message)
@@ -124,7 +124,7 @@ public class FuzzTests
         }
 
         var closes = await Task.WhenAll(fuzzed);
-        Assert.All(closes, c => Assert.Contains(c.Reason, new[] { CloseReason.ProtocolError, CloseReason.ClientGoodbye, CloseReason.PeerClosed }));
+        Assert.All(closes, c => Assert.Contains(c.Reason, new[] { CloseReason.ProtocolError, GameCloseReasons.ClientGoodbye, CloseReason.PeerClosed }));
         Assert.True(closes.Count(c => c.Reason == CloseReason.ProtocolError) > 100, "most fuzzed connections broke the protocol");
         Assert.DoesNotContain(server.Logs.Entries, e => e.Level >= Microsoft.Extensions.Logging.LogLevel.Error);
 
@@ -136,7 +136,7 @@ public class FuzzTests
         await server.AssertAllClosedAsync();
     }
 
-    private static async Task<ConnectionClosedEvent> CloseAndWaitAsync(Wire wire, ConnectionState serverSide)
+    private static async Task<ConnectionClosedEvent> CloseAndWaitAsync(Wire wire, TcpConnection serverSide)
     {
         using (wire)
         {

@@ -1,8 +1,8 @@
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Embedded;
 using GameProtocol;
-using GameServer.Connection;
-using GameServer.Connection.Codec;
+using TcpConnections;
+using GameProtocol.Pipeline;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 
@@ -18,16 +18,16 @@ public class HeartbeatTests
     private static (EmbeddedChannel Channel, FakeTimeProvider Time) NewChannel(TimeSpan slowConsumerTimeout = default, Func<TcpInfo?>? kernel = null)
     {
         var time = new FakeTimeProvider();
-        var classifier = new CloseClassifier(new CloseOptions(), GameConnectionProtocol.Instance, ConnectionMetrics.None, NullLogger.Instance);
         TcpInfoReader? readTcpInfo = kernel is null ? null : (IChannel _, out TcpInfo info) =>
         {
             info = kernel() ?? default;
             return kernel() is not null;
         };
         var channel = new EmbeddedChannel(
-            classifier,
-            new IdleStateTimer(Options.Interval, TimeSpan.Zero, time),
-            new HeartbeatHandler(Options, GameConnectionProtocol.Instance, time, ConnectionMetrics.None, slowConsumerTimeout, readTcpInfo));
+            new ConnectionHandler(),
+            new IdleDetector(Options.Interval, TimeSpan.Zero, time),
+            new HeartbeatHandler(Options, GameConnectionProtocol.Instance, time, null, slowConsumerTimeout, readTcpInfo),
+            new ConnectionTailHandler(GameConnectionProtocol.Instance));
         return (channel, time);
     }
 
@@ -65,7 +65,7 @@ public class HeartbeatTests
     public async Task NoInboundFrameForMissesIntervals_IsHeartbeatTimeout()
     {
         var (channel, time) = NewChannel();
-        var state = ConnectionState.Of(channel);
+        var state = TcpConnection.Of(channel);
 
         Advance(channel, time, TimeSpan.FromMilliseconds(2950));
         Assert.True(channel.Active, "two silent intervals are not yet a dead peer");
@@ -81,7 +81,7 @@ public class HeartbeatTests
     public async Task MissesReached_WhileOurOutputIsBackedUp_AndThePeersKernelAnswers_Defers_AtMostTheSlowConsumerTimeoutBeyond()
     {
         var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)));
-        var state = ConnectionState.Of(channel);
+        var state = TcpConnection.Of(channel);
 
         // Misses × interval (3 s) plus the slow-consumer timeout (5 s): alive but slow until then.
         Advance(channel, time, TimeSpan.FromMilliseconds(7950));
@@ -115,7 +115,7 @@ public class HeartbeatTests
         var (channel, time) = NewChannel(
             SlowConsumerTimeout,
             () => new TcpInfo(retransmits, probes, Backoff: 3, UnackedSegments: retransmits, SinceLastAck: TimeSpan.FromMilliseconds(3000), NotSentBytes: 3_000_000));
-        var state = ConnectionState.Of(channel);
+        var state = TcpConnection.Of(channel);
 
         Advance(channel, time, TimeSpan.FromMilliseconds(3300));
         Assert.False(channel.Active);
@@ -132,7 +132,7 @@ public class HeartbeatTests
         var (channel, time) = NewChannel(SlowConsumerTimeout, () => LiveSlowReader(TimeSpan.FromMilliseconds(100)) with { NotSentBytes = 0 });
         Advance(channel, time, TimeSpan.FromMilliseconds(3300));
         Assert.False(channel.Active);
-        Assert.Equal(CloseReason.HeartbeatTimeout, ConnectionState.Of(channel).Reason);
+        Assert.Equal(CloseReason.HeartbeatTimeout, TcpConnection.Of(channel).Reason);
     }
 
     [Fact]
@@ -158,7 +158,7 @@ public class HeartbeatTests
         }
 
         Assert.True(channel.Active);
-        Assert.Null(ConnectionState.Of(channel).Reason);
+        Assert.Null(TcpConnection.Of(channel).Reason);
     }
 
     [Fact]
@@ -202,28 +202,35 @@ public class HeartbeatTests
     }
 
     [Fact]
-    public void IdleTimer_CountsConsecutiveQuietPeriods()
+    public void IdleDetector_FiresAtTheExactQuietTime_AndCountsConsecutivePeriods()
     {
         var time = new FakeTimeProvider();
-        var events = new List<IdleStateEvent>();
-        var channel = new EmbeddedChannel(new IdleStateTimer(TimeSpan.FromSeconds(1), TimeSpan.Zero, time), new EventSink(events));
-        Advance(channel, time, TimeSpan.FromMilliseconds(3100));
-        Assert.Equal([1, 2, 3], events.Select(e => e.Count));
-        Assert.All(events, e => Assert.Equal(IdleState.ReaderIdle, e.State));
+        var events = new List<IdleEvent>();
+        var channel = new EmbeddedChannel(new IdleDetector(TimeSpan.FromSeconds(1), TimeSpan.Zero, time), new EventSink(events));
+        Advance(channel, time, TimeSpan.FromMilliseconds(999));
+        Assert.Empty(events);
+        Advance(channel, time, TimeSpan.FromMilliseconds(1));
+        Assert.Equal(TimeSpan.FromSeconds(1), Assert.Single(events).Quiet);
 
+        Advance(channel, time, TimeSpan.FromMilliseconds(2100));
+        Assert.Equal([1, 2, 3], events.Select(e => e.Count));
+        Assert.All(events, e => Assert.Equal(IdleDirection.Reader, e.Direction));
+
+        // A read 100 ms into the fourth period starts a new spell, idle a whole period after that read, not sooner.
         channel.WriteInbound(new object());
-        Advance(channel, time, TimeSpan.FromMilliseconds(900));
+        Advance(channel, time, TimeSpan.FromMilliseconds(999));
         Assert.Equal(3, events.Count);
-        Advance(channel, time, TimeSpan.FromMilliseconds(400)); // the timer checks every quarter period
+        Advance(channel, time, TimeSpan.FromMilliseconds(1));
         Assert.Equal(4, events.Count);
-        Assert.Equal(1, events[^1].Count); // a new quiet spell
+        Assert.Equal(1, events[^1].Count);
+        Assert.Equal(TimeSpan.FromSeconds(1), events[^1].Quiet);
     }
 
-    private sealed class EventSink(List<IdleStateEvent> events) : ChannelHandlerAdapter
+    private sealed class EventSink(List<IdleEvent> events) : ChannelHandlerAdapter
     {
         public override void UserEventTriggered(IChannelHandlerContext context, object evt)
         {
-            if (evt is IdleStateEvent idle)
+            if (evt is IdleEvent idle)
             {
                 events.Add(idle);
             }

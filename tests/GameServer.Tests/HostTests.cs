@@ -1,7 +1,7 @@
 using System.Net.Http;
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Hosting;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.Hosting;
@@ -57,6 +57,8 @@ public class HostTests
     [InlineData("--Server:MaxFrameBytes=0", "Server:MaxFrameBytes = '0' is invalid")]
     [InlineData("--Server:Address=nowhere", "Server:Address = 'nowhere' is invalid")]
     [InlineData("--Game:TickRateHz=0", "Game:TickRateHz = '0' is invalid")]
+    [InlineData("--Connection:DrainTimeoutMs=0", "Connection:DrainTimeoutMs = '0' is invalid")]
+    [InlineData("--Heartbeat:Misses=0", "Heartbeat:Misses = '0' is invalid")]
     [InlineData("--Server:LeakDetection=sometimes", "Server:LeakDetection = 'sometimes' is invalid")]
     [InlineData("--Server:LeakDetection=1", "Server:LeakDetection = '1' is invalid")]
     [InlineData("--Server:LeakDetection=simple,paranoid", "Server:LeakDetection = 'simple,paranoid' is invalid")]
@@ -66,6 +68,17 @@ public class HostTests
         using var host = builder.Build();
         var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
         Assert.Contains(ex.Failures, f => f.Contains(expected, StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task AKeyNoOptionsClassHas_FailsOnStart_NamingIt()
+    {
+        // DrainTimeoutMs moved from Server to Connection: the old key must not be ignored in silence.
+        var builder = GameServerApp.CreateBuilder(["--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=200"]);
+        using var host = builder.Build();
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
+        Assert.Contains("DrainTimeoutMs", ex.Message, StringComparison.Ordinal);
+        Assert.Contains("ServerOptions", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]

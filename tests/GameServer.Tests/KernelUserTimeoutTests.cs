@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
-using GameServer.Connection;
+using TcpConnections;
 using Xunit.Abstractions;
 
 namespace GameServer.Tests;

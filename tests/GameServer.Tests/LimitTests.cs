@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
@@ -130,7 +130,7 @@ public class LimitTests
         // 100 readers that never read, in the same busy rooms, each asking for far more than memory could hold
         // (1,000,000 × 1 KB per reader): only backpressure keeps the server's memory bounded.
         var slow = new List<GameConnection>();
-        var slowSides = new List<ConnectionState>();
+        var slowSides = new List<TcpConnection>();
         for (var i = 0; i < 100; i++)
         {
             var reader = await GameConnection.ConnectAsync(server.ClientOptions($"slow{i}"));

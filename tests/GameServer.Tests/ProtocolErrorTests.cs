@@ -1,6 +1,7 @@
 using GameClient;
 using GameProtocol;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 
 namespace GameServer.Tests;
@@ -88,7 +89,7 @@ public class ProtocolErrorTests
         var messages = await wire.ReceiveUntilEndAsync();
         Assert.Equal(ProtocolErrorCodes.HandshakeTimeout, Assert.IsType<Error>(Assert.Single(messages)).Code);
         var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(15));
-        Assert.Equal(CloseReason.HandshakeTimeout, closed.Reason);
+        Assert.Equal(GameCloseReasons.HandshakeTimeout, closed.Reason);
         Assert.InRange(closed.Duration, TimeSpan.FromMilliseconds(250), TimeSpan.FromSeconds(10));
         await server.AssertAllClosedAsync();
     }

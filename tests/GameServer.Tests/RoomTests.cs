@@ -1,5 +1,5 @@
 using DotNetty.Transport.Channels.Embedded;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Game;
 using GameServer.Hosting;
 using GameServer.Options;
@@ -23,8 +23,8 @@ public class RoomTests
 
         for (var i = 0; i < 2000; i++)
         {
-            var leaver = new PlayerSession(ConnectionState.Of(new EmbeddedChannel()), "a", "a");
-            var joiner = new PlayerSession(ConnectionState.Of(new EmbeddedChannel()), "b", "b");
+            var leaver = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "a", "a");
+            var joiner = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "b", "b");
             rooms.Join(leaver, "r");
 
             using var start = new Barrier(2);

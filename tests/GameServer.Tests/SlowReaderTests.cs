@@ -3,7 +3,8 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using GameProtocol;
-using GameServer.Connection;
+using GameProtocol.Pipeline;
+using TcpConnections;
 using GameServer.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -65,7 +66,7 @@ public partial class SlowReaderTests(ITestOutputHelper output)
         var rest = await reader.GoodbyeAsync();
         Assert.Equal("client_goodbye", Assert.IsType<Goodbye>(rest[^1]).Reason);
         var closed = await serverSide.Closed.WaitAsync(TimeSpan.FromSeconds(30));
-        Assert.Equal(CloseReason.ClientGoodbye, closed.Reason);
+        Assert.Equal(GameCloseReasons.ClientGoodbye, closed.Reason);
         await server.AssertAllClosedAsync();
     }
 

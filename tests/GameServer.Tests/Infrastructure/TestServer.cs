@@ -1,6 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using GameServer.Connection;
+using TcpConnections;
 using GameServer.Hosting;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
@@ -43,7 +43,7 @@ public sealed class TestServer : IAsyncDisposable
     {
         var args = new List<string>
         {
-            "--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=3000", "--Logging:LogLevel:Default=Debug",
+            "--Server:Port=0", "--Metrics:Port=0", "--Connection:DrainTimeoutMs=3000", "--Logging:LogLevel:Default=Debug",
             $"--Server:Transport={DefaultTransport}",
 
             // DotNetty's own default, not the server's: a leaked buffer it happens to sample and collect during a case is
@@ -71,7 +71,7 @@ public sealed class TestServer : IAsyncDisposable
     };
 
     /// <summary>Waits for the server side of the connection whose client end is <paramref name="clientLocal"/>.</summary>
-    public async Task<ConnectionState> ServerSideOfAsync(EndPoint? clientLocal)
+    public async Task<TcpConnection> ServerSideOfAsync(EndPoint? clientLocal)
     {
         for (var i = 0; i < 500; i++)
         {

@@ -5,6 +5,7 @@ using DotNetty.Common;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
 using DotNetty.Transport.Channels.Sockets;
+using TcpConnections;
 using Transport.Epoll;
 
 using TaskCompletionSource = System.Threading.Tasks.TaskCompletionSource;

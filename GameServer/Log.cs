@@ -1,0 +1,58 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+
+namespace GameServer;
+
+/// <summary>
+/// Every log message of the server, with its stable event id, in one list: 2xxx hosting, 3xxx the game. The
+/// connection library's own (1xxx) are in TcpConnections' ConnectionLog.
+/// </summary>
+internal static partial class Log
+{
+    [LoggerMessage(EventId = 2000, Level = LogLevel.Information, Message = "Game server listening on {EndPoint} ({Transport} transport, leak detection {LeakDetection})")]
+    public static partial void Listening(ILogger logger, IPEndPoint endPoint, string transport, string leakDetection);
+
+    [LoggerMessage(EventId = 2001, Level = LogLevel.Critical, Message = "Cannot listen on {Address}:{Port}: {Reason}")]
+    public static partial void BindFailed(ILogger logger, string address, int port, string reason);
+
+    [LoggerMessage(EventId = 2002, Level = LogLevel.Information, Message = "Stopping: saying Goodbye to {Count} connections")]
+    public static partial void Stopping(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 2003, Level = LogLevel.Warning, Message = "{Count} connections did not finish the Goodbye handshake within {TimeoutMs} ms; aborting them")]
+    public static partial void ShutdownTimeout(ILogger logger, int count, int timeoutMs);
+
+    [LoggerMessage(EventId = 2004, Level = LogLevel.Information, Message = "Game server stopped")]
+    public static partial void Stopped(ILogger logger);
+
+    [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "The event loops did not terminate within {TimeoutMs} ms; stopping without them")]
+    public static partial void LoopsDidNotTerminate(ILogger logger, int timeoutMs);
+
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Metrics on {Address}")]
+    public static partial void MetricsListening(ILogger logger, Uri address);
+
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Metrics endpoint off (Metrics:Port = 0)")]
+    public static partial void MetricsDisabled(ILogger logger);
+
+    [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "Room ticker stopped")]
+    public static partial void RoomTickerStopped(ILogger logger);
+
+    [LoggerMessage(EventId = 3001, Level = LogLevel.Information, Message = "Session {SessionId} started for {PlayerName} on connection {ConnectionId}")]
+    public static partial void SessionStarted(ILogger logger, string sessionId, string playerName, string connectionId);
+
+    [LoggerMessage(EventId = 3002, Level = LogLevel.Debug, Message = "Session {SessionId} joined room {RoomId}")]
+    public static partial void JoinedRoom(ILogger logger, string sessionId, string roomId);
+
+    [LoggerMessage(EventId = 3003, Level = LogLevel.Information, Message = "Protocol error on connection {ConnectionId}: {Code}: {Text}")]
+    public static partial void ProtocolError(ILogger logger, string connectionId, string code, string text);
+
+    [LoggerMessage(EventId = 3004, Level = LogLevel.Information,
+        Message = "Connection {ConnectionId}: peer's Goodbye ({PeerReason}) counts {PeerReceived} frames received of {Sent} sent")]
+    public static partial void PeerGoodbye(ILogger logger, string connectionId, string peerReason, long peerReceived, long sent);
+
+    [LoggerMessage(EventId = 3005, Level = LogLevel.Debug,
+        Message = "Session {SessionId} ended: {MessagesHandled} messages handled, last move seq {LastMoveSeq}")]
+    public static partial void SessionEnded(ILogger logger, string sessionId, long messagesHandled, long lastMoveSeq);
+
+    [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Room {RoomId} with {Players} players does not fit a StateUpdate in {MaxFrameBytes} bytes; no update sent")]
+    public static partial void RoomTooBig(ILogger logger, string roomId, int players, int maxFrameBytes);
+}

@@ -1,0 +1,133 @@
+using System.Diagnostics.Metrics;
+
+namespace TcpConnections;
+
+/// <summary>
+/// Where the connection handlers report what they count. Optional: without one they report to
+/// <see cref="ConnectionMetrics.None"/>, which needs no <see cref="Meter"/>. Called on event loops, concurrently from
+/// several: an implementation must be thread-safe.
+/// </summary>
+public interface IConnectionMetrics
+{
+    void Opened();
+
+    /// <summary>Frames and bytes received since the last report (reported per read, not per frame).</summary>
+    void Received(long frames, long bytes);
+
+    /// <summary>Frames and bytes sent since the last report (reported per flush, not per frame).</summary>
+    void Sent(long frames, long bytes);
+
+    void Closed(ConnectionClosedEvent evt);
+
+    /// <summary>A heartbeat round trip, Ping to its Pong.</summary>
+    void RoundTrip(TimeSpan rtt);
+}
+
+/// <summary>
+/// The connection instruments on a <see cref="Meter"/>. Names follow OpenTelemetry conventions under the meter's
+/// name as prefix; a Prometheus exporter shows them as <c>gameserver_connections_closed_total{reason="peer_reset"}</c>
+/// for a meter named <c>GameServer</c>.
+/// </summary>
+public sealed class ConnectionMetrics : IConnectionMetrics
+{
+    private readonly Counter<long> opened;
+    private readonly UpDownCounter<long> active;
+    private readonly Counter<long> closed;
+    private readonly Histogram<double> duration;
+    private readonly Counter<long> framesReceived;
+    private readonly Counter<long> framesSent;
+    private readonly Counter<long> bytesReceived;
+    private readonly Counter<long> bytesSent;
+    private readonly Histogram<double> roundTrip;
+    private long activeCount;
+
+    public ConnectionMetrics(Meter meter)
+    {
+        ArgumentNullException.ThrowIfNull(meter);
+        var prefix = meter.Name.ToLowerInvariant();
+        opened = meter.CreateCounter<long>($"{prefix}.connections.opened", description: "Connections accepted.");
+        active = meter.CreateUpDownCounter<long>($"{prefix}.connections.active", description: "Connections open now.");
+        closed = meter.CreateCounter<long>($"{prefix}.connections.closed", description: "Connections closed, by reason.");
+        duration = meter.CreateHistogram<double>($"{prefix}.connection.duration", unit: "s", description: "How long connections lived.");
+        framesReceived = meter.CreateCounter<long>($"{prefix}.frames.received", description: "Frames decoded from peers.");
+        framesSent = meter.CreateCounter<long>($"{prefix}.frames.sent", description: "Frames encoded for peers.");
+        bytesReceived = meter.CreateCounter<long>($"{prefix}.bytes.received", description: "Bytes read from peers.");
+        roundTrip = meter.CreateHistogram<double>(
+            $"{prefix}.heartbeat.rtt", unit: "s", description: "Round-trip time from a heartbeat Ping to its Pong.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5] });
+        bytesSent = meter.CreateCounter<long>($"{prefix}.bytes.sent", description: "Bytes written to peers (frame headers included).");
+    }
+
+    /// <summary>A sink that counts nothing and owns no meter.</summary>
+    public static IConnectionMetrics None { get; } = new NoMetrics();
+
+    /// <summary>Connections open now, as counted by this instance (the UpDownCounter cannot be read back).</summary>
+    public long ActiveCount => Interlocked.Read(ref activeCount);
+
+    public void Opened()
+    {
+        Interlocked.Increment(ref activeCount);
+        opened.Add(1);
+        active.Add(1);
+    }
+
+    public void Closed(ConnectionClosedEvent evt)
+    {
+        ArgumentNullException.ThrowIfNull(evt);
+        Interlocked.Decrement(ref activeCount);
+        active.Add(-1);
+        closed.Add(1, new KeyValuePair<string, object?>("reason", evt.ReasonName));
+        duration.Record(evt.Duration.TotalSeconds, new KeyValuePair<string, object?>("reason", evt.ReasonName));
+    }
+
+    public void Received(long frames, long bytes)
+    {
+        if (frames > 0)
+        {
+            framesReceived.Add(frames);
+        }
+
+        if (bytes > 0)
+        {
+            bytesReceived.Add(bytes);
+        }
+    }
+
+    public void Sent(long frames, long bytes)
+    {
+        if (frames > 0)
+        {
+            framesSent.Add(frames);
+        }
+
+        if (bytes > 0)
+        {
+            bytesSent.Add(bytes);
+        }
+    }
+
+    public void RoundTrip(TimeSpan rtt) => roundTrip.Record(rtt.TotalSeconds);
+
+    private sealed class NoMetrics : IConnectionMetrics
+    {
+        public void Opened()
+        {
+        }
+
+        public void Received(long frames, long bytes)
+        {
+        }
+
+        public void Sent(long frames, long bytes)
+        {
+        }
+
+        public void Closed(ConnectionClosedEvent evt)
+        {
+        }
+
+        public void RoundTrip(TimeSpan rtt)
+        {
+        }
+    }
+}

@@ -1,0 +1,101 @@
+using DotNetty.Codecs;
+using DotNetty.Transport.Channels;
+using DotNetty.Transport.Channels.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace TcpConnections;
+
+/// <summary>
+/// The last handler of a connection's pipeline. Whatever any handler throws, and every error the transport raises,
+/// travels toward the tail and ends here, in the one close path: no handler needs to catch and re-fire. It judges:
+/// a socket error is the reason it maps to (<see cref="CloseReason.FromSocketError"/>, the exact errno where the
+/// transport keeps it); a protocol error (<see cref="IConnectionProtocol.TryGetProtocolError"/>, or any
+/// <see cref="DecoderException"/>) closes gracefully with the protocol's error message first; anything else is
+/// <see cref="CloseReason.InternalError"/>: logged once with its stack trace, and the connection aborted. It is also
+/// the default policy for the peer's FIN on a half-closing transport when no handler above took it: a graceful close
+/// as <see cref="CloseReason.PeerClosed"/>. Stateless across channels: share one instance.
+/// </summary>
+public sealed class ConnectionTailHandler : ChannelHandlerAdapter
+{
+    private readonly IConnectionProtocol? protocol;
+    private readonly ILogger logger;
+
+    public ConnectionTailHandler(IConnectionProtocol? protocol = null, ILogger? logger = null)
+    {
+        this.protocol = protocol;
+        this.logger = logger ?? NullLogger.Instance;
+    }
+
+    public override bool IsSharable => true;
+
+    public override void ExceptionCaught(IChannelHandlerContext context, Exception exception)
+    {
+        var connection = TcpConnection.Of(context.Channel);
+        if (SocketErrors.Find(exception) is { } socketException)
+        {
+            var reason = CloseReason.FromSocketError(socketException.SocketErrorCode, onWrite: false) ?? CloseReason.PeerReset;
+            connection.OnSocketError(reason, SocketErrors.ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
+            return;
+        }
+
+        if (TryGetProtocolError(exception, out var code, out var text))
+        {
+            // Stop reading the peer at once: bytes after a bad frame mean nothing.
+            if (connection.Phase == ConnectionPhase.Open && context.Channel.Active)
+            {
+                _ = connection.CloseGracefullyAsync(
+                    CloseReason.ProtocolError,
+                    _ => protocol?.CreateError(code, text),
+                    code.Length == 0 ? text : $"{code}: {text}");
+            }
+
+            return;
+        }
+
+        if (connection.Phase != ConnectionPhase.Open || !context.Channel.Active)
+        {
+            // Late noise from a connection that is already ending (e.g. a read aborted by our own reset).
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+                var type = exception.GetType().Name;
+                ConnectionLog.LateException(logger, connection.Id, type, exception.Message);
+            }
+
+            return;
+        }
+
+        if (connection.TrySetReason(CloseReason.InternalError, exception.Message))
+        {
+            using (logger.BeginScope(connection.Id))
+            {
+                ConnectionLog.HandlerFault(logger, exception, connection.Id);
+            }
+        }
+
+        _ = connection.AbortAsync(CloseReason.InternalError);
+    }
+
+    public override void UserEventTriggered(IChannelHandlerContext context, object evt)
+    {
+        if (evt is ChannelInputShutdownEvent)
+        {
+            // Nothing above answered the peer's FIN: everything it sent has been handled, so flush what is queued for
+            // it and close our direction too.
+            _ = TcpConnection.Of(context.Channel).CloseGracefullyAsync(CloseReason.PeerClosed);
+        }
+    }
+
+    private bool TryGetProtocolError(Exception exception, out string code, out string text)
+    {
+        var cause = exception is DecoderException { InnerException: { } inner } ? inner : exception;
+        if (protocol is not null && protocol.TryGetProtocolError(cause, out code, out text))
+        {
+            return true;
+        }
+
+        code = string.Empty;
+        text = cause.Message;
+        return exception is DecoderException;
+    }
+}
