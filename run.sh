@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh server | client | test | stress | load | bench
+# The one entry point: ./run.sh server | client | test | stress | load | bench | pack
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -19,6 +19,8 @@ usage: ./run.sh <command> [args]
                                  --seed S: the seed a failure printed, to run it again
   load [options]                 build and run the load suite (starts its own server unless --target host:port)
   bench [options]                build in Release, measure every server, write docs/PERFORMANCE.md (~10 min)
+  pack                           pack the connection library and the epoll transport as NuGet packages into
+                                 artifacts/packages (what samples/EchoServer builds against)
 USAGE
 }
 
@@ -176,6 +178,14 @@ case "$cmd" in
     CONFIG=Release
     build bench/Bench/Bench.csproj
     exec dotnet "bench/Bench/bin/Release/$OUT/Bench.dll" --out docs/PERFORMANCE.md "$@"
+    ;;
+  pack)
+    CONFIG=Release
+    rm -rf artifacts/packages artifacts/sample-packages
+    for project in TcpConnections/TcpConnections.csproj Transport.Epoll/Transport.Epoll.csproj; do
+      dotnet pack "$project" -c Release --nologo -v q -o artifacts/packages "$@"
+    done
+    ls -1 artifacts/packages
     ;;
   load)
     build LoadTests/LoadTests.csproj
