@@ -233,6 +233,8 @@ public sealed class GameConnection : IAsyncDisposable
                 await GoodbyeAsync();
                 break;
             case ClientCloseMode.Fin:
+                // Recorded first: a server that closes while our last writes flush must not become the reason.
+                await RunOnLoopAsync(() => state.TrySetReason(CloseReason.LocalClose, mode.ToName()));
                 await FlushedAsync();
                 await state.CloseAsync(CloseReason.LocalClose, mode.ToName());
                 break;

@@ -10,7 +10,7 @@ public sealed class HeartbeatOptions : IValidatedOptions
 
     /// <summary>
     /// Intervals without any inbound frame before the peer is declared dead (<c>heartbeat_timeout</c>). Detection
-    /// takes between Misses and Misses + 1 intervals after the last frame.
+    /// comes Misses intervals after the last frame (the idle check is scheduled for that moment).
     /// </summary>
     public int Misses { get; set; } = 3;
 
