@@ -121,54 +121,42 @@ public sealed class IdleDetector : ChannelDuplexHandler
 
     private void CheckReader()
     {
-        if (Due(readerIdle, lastRead, ref readerCount, static s => ((IdleDetector)s!).CheckReader(), out var next, out var quiet))
+        if (Due(readerIdle, lastRead, ref readerCount, static s => ((IdleDetector)s!).CheckReader(), out readerCheck) is { } quiet)
         {
-            readerCheck = next;
             handlerContext!.FireUserEventTriggered(new IdleEvent(IdleDirection.Reader, readerCount, quiet));
-        }
-        else
-        {
-            readerCheck = next;
         }
     }
 
     private void CheckWriter()
     {
-        if (Due(writerIdle, lastWrite, ref writerCount, static s => ((IdleDetector)s!).CheckWriter(), out var next, out var quiet))
+        if (Due(writerIdle, lastWrite, ref writerCount, static s => ((IdleDetector)s!).CheckWriter(), out writerCheck) is { } quiet)
         {
-            writerCheck = next;
             handlerContext!.FireUserEventTriggered(new IdleEvent(IdleDirection.Writer, writerCount, quiet));
-        }
-        else
-        {
-            writerCheck = next;
         }
     }
 
     /// <summary>
-    /// Whether the direction is idle now; schedules its next check either way: a full period after an event, else the
-    /// exact time left. The next quiet period of a spell falls due <paramref name="idle"/> after the last.
+    /// How long the direction has been quiet when another idle period of its spell is complete, else null; schedules
+    /// the next check either way, for the exact time left until the next period completes (periods of a spell fall
+    /// due <paramref name="idle"/> apart, counted from the last traffic).
     /// </summary>
-    private bool Due(TimeSpan idle, long last, ref int count, Action<object?> check, out LoopTimer? next, out TimeSpan quiet)
+    private TimeSpan? Due(TimeSpan idle, long last, ref int count, Action<object?> check, out LoopTimer? next)
     {
         next = null;
-        quiet = TimeSpan.Zero;
         var context = handlerContext;
         if (stopped || context is null || !context.Channel.Active)
         {
-            return false;
+            return null;
         }
 
-        quiet = time.GetElapsedTime(last);
-        var left = (idle * (count + 1)) - quiet;
-        if (left > TimeSpan.Zero)
+        var quiet = time.GetElapsedTime(last);
+        var complete = quiet >= idle * (count + 1);
+        if (complete)
         {
-            next = Schedule(context, left, check);
-            return false;
+            count++;
         }
 
-        count++;
-        next = Schedule(context, idle * (count + 1) - quiet, check);
-        return true;
+        next = Schedule(context, (idle * (count + 1)) - quiet, check);
+        return complete ? quiet : null;
     }
 }
