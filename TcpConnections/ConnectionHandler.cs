@@ -134,29 +134,43 @@ public sealed class ConnectionHandler : ChannelDuplexHandler
     public override void ChannelInactive(IChannelHandlerContext context)
     {
         var connection = TcpConnection.Of(context.Channel);
-        ReportReceived(connection);
-        ReportSent(connection);
         var evt = connection.OnInactive();
-        metrics.Closed(evt);
-        using (logger.BeginScope(connection.Id))
+
+        // The record is raised and the task completed even if a user's metrics or logger throws: the session above
+        // must still leave and whoever awaits Closed must still wake.
+        try
         {
-            if (evt.Reason.IsServerFault)
+            ReportReceived(connection);
+            ReportSent(connection);
+            metrics.Closed(evt);
+            using (logger.BeginScope(connection.Id))
             {
-                ConnectionLog.ClosedByFault(logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, evt.Detail);
-            }
-            else if (logger.IsEnabled(LogLevel.Information))
-            {
-                var errno = CloseReason.DescribeErrno(evt.Errno);
-                ConnectionLog.Closed(
-                    logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, errno,
-                    (long)evt.Duration.TotalMilliseconds, evt.FramesReceived, evt.FramesSent, evt.BytesReceived,
-                    evt.BytesSent, evt.Detail ?? "-");
+                if (evt.Reason.IsServerFault)
+                {
+                    ConnectionLog.ClosedByFault(logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, evt.Detail);
+                }
+                else if (logger.IsEnabled(LogLevel.Information))
+                {
+                    var errno = CloseReason.DescribeErrno(evt.Errno);
+                    ConnectionLog.Closed(
+                        logger, evt.ConnectionId, evt.RemoteEndPoint, evt.ReasonName, errno,
+                        (long)evt.Duration.TotalMilliseconds, evt.FramesReceived, evt.FramesSent, evt.BytesReceived,
+                        evt.BytesSent, evt.Detail ?? "-");
+                }
             }
         }
-
-        context.FireUserEventTriggered(evt);
-        connection.Complete(evt);
-        context.FireChannelInactive();
+        finally
+        {
+            try
+            {
+                context.FireUserEventTriggered(evt);
+            }
+            finally
+            {
+                connection.Complete(evt);
+                context.FireChannelInactive();
+            }
+        }
     }
 
     private void ReportReceived(TcpConnection connection)

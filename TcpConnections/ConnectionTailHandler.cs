@@ -10,8 +10,8 @@ namespace TcpConnections;
 /// The last handler of a connection's pipeline. Whatever any handler throws, and every error the transport raises,
 /// travels toward the tail and ends here, in the one close path: no handler needs to catch and re-fire. It judges:
 /// a socket error is the reason it maps to (<see cref="CloseReason.FromSocketError"/>, the exact errno where the
-/// transport keeps it); a protocol error (<see cref="IConnectionProtocol.TryGetProtocolError"/>, or any
-/// <see cref="DecoderException"/>) closes gracefully with the protocol's error message first; anything else is
+/// transport keeps it); a protocol error (<see cref="IConnectionProtocol.TryGetProtocolError"/>, or, with no protocol
+/// given, any <see cref="DecoderException"/>) closes gracefully with the protocol's error message first; anything else is
 /// <see cref="CloseReason.InternalError"/>: logged once with its stack trace, and the connection aborted. It is also
 /// the default policy for the peer's FIN on a half-closing transport when no handler above took it: a graceful close
 /// as <see cref="CloseReason.PeerClosed"/>. Stateless across channels: share one instance.
@@ -41,7 +41,7 @@ public sealed class ConnectionTailHandler : ChannelHandlerAdapter
 
         if (TryGetProtocolError(exception, out var code, out var text))
         {
-            // Stop reading the peer at once: bytes after a bad frame mean nothing.
+            // Bytes after a bad frame mean nothing (the frame decoder discards them); the drain only waits for the FIN.
             if (connection.Phase == ConnectionPhase.Open && context.Channel.Active)
             {
                 _ = connection.CloseGracefullyAsync(
@@ -65,15 +65,14 @@ public sealed class ConnectionTailHandler : ChannelHandlerAdapter
             return;
         }
 
-        if (connection.TrySetReason(CloseReason.InternalError, exception.Message))
+        // Logged whether or not it becomes the close reason: a reason recorded earlier (a goodbye under way) must not
+        // hide a fault of ours.
+        using (logger.BeginScope(connection.Id))
         {
-            using (logger.BeginScope(connection.Id))
-            {
-                ConnectionLog.HandlerFault(logger, exception, connection.Id);
-            }
+            ConnectionLog.HandlerFault(logger, exception, connection.Id);
         }
 
-        _ = connection.AbortAsync(CloseReason.InternalError);
+        _ = connection.AbortAsync(CloseReason.InternalError, exception.Message);
     }
 
     public override void UserEventTriggered(IChannelHandlerContext context, object evt)
@@ -94,8 +93,10 @@ public sealed class ConnectionTailHandler : ChannelHandlerAdapter
             return true;
         }
 
+        // Without a protocol to judge, a decoder's exception (FrameDecoder: a length of 0 or over the limit) is the
+        // peer's; with one, what it does not recognise is a fault of ours, a decoder bug, not the peer's doing.
         code = string.Empty;
         text = cause.Message;
-        return exception is DecoderException;
+        return protocol is null && exception is DecoderException;
     }
 }

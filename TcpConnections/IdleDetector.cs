@@ -15,6 +15,9 @@ namespace TcpConnections;
 /// </remarks>
 public sealed class IdleDetector : ChannelDuplexHandler
 {
+    /// <summary>A check is never due sooner: below a millisecond a test clock would fire it at once, over and over.</summary>
+    private static readonly TimeSpan MinimumDelay = TimeSpan.FromMilliseconds(1);
+
     private readonly TimeSpan readerIdle;
     private readonly TimeSpan writerIdle;
     private readonly TimeProvider time;
@@ -153,10 +156,12 @@ public sealed class IdleDetector : ChannelDuplexHandler
         var complete = quiet >= idle * (count + 1);
         if (complete)
         {
-            count++;
+            // A check that ran late (a stalled loop) counts every period that passed, and still fires once.
+            count = Math.Max(count + 1, (int)(quiet / idle));
         }
 
-        next = Schedule(context, (idle * (count + 1)) - quiet, check);
+        var left = (idle * (count + 1)) - quiet;
+        next = Schedule(context, left > MinimumDelay ? left : MinimumDelay, check);
         return complete ? quiet : null;
     }
 }

@@ -37,6 +37,7 @@ public sealed class TcpConnection
     private readonly TimeSpan drainTimeout;
     private IScheduledTask? drainTimer;
     private bool peerFinished;
+    private bool farewellFlushing;
     private string? remoteEndPoint;
     private long reportedFramesReceived;
     private long reportedBytesReceived;
@@ -215,8 +216,14 @@ public sealed class TcpConnection
             return false;
         }
 
-        drainTimer?.Cancel();
-        CloseChannel();
+        // A farewell still flushing is owed to the peer, which may well read after its FIN: the flush's completion
+        // closes (it sees peerFinished). Otherwise the drain waited for this.
+        if (!farewellFlushing)
+        {
+            drainTimer?.Cancel();
+            CloseChannel();
+        }
+
         return true;
     }
 
@@ -280,6 +287,7 @@ public sealed class TcpConnection
         Channel.Configuration.AutoRead = true;
 
         var message = farewell?.Invoke(this);
+        farewellFlushing = true;
         var flushed = Channel.WriteAndFlushAsync(message ?? Unpooled.Empty);
         flushed.ContinueWith(
             static (_, s) => ((TcpConnection)s!).ShutdownOutputOrClose(),
@@ -294,6 +302,8 @@ public sealed class TcpConnection
             Channel.EventLoop.Execute(static s => ((TcpConnection)s!).ShutdownOutputOrClose(), this);
             return;
         }
+
+        farewellFlushing = false;
 
         // Without a socket to half-close (an embedded channel, another transport), closing is all that is left. When
         // the peer's FIN came first (a half-closing transport kept our output open for the farewell), both directions
@@ -348,7 +358,8 @@ public sealed class TcpConnection
         }
         catch (RejectedExecutionException)
         {
-            // The loop is gone, and with it the channel: its shutdown closed it and raised the record.
+            // The loop is shutting down and takes no more work; Transport.Epoll's closes every channel it still has,
+            // DotNetty's stock loop leaves that to its owner (a host closes its channels before its loops).
         }
     }
 

@@ -58,6 +58,38 @@ public class ConnectionLibraryTests
     }
 
     [Fact]
+    public async Task ThePeersFin_WhileOurFarewellIsStillFlushing_WaitsForTheFlush_ThenCloses()
+    {
+        var hold = new HoldWrites();
+        var channel = NewChannel(hold);
+        var connection = TcpConnection.Of(channel);
+        _ = connection.CloseGracefullyAsync(CloseReason.LocalClose, _ => new Goodbye("local_close", 0));
+
+        // The peer's FIN (a half-closing transport) while the Goodbye waits in the channel, not yet in the kernel.
+        channel.Pipeline.FireUserEventTriggered(ChannelInputShutdownEvent.Instance);
+        Assert.True(channel.Open, "the FIN closed the connection before the promised Goodbye was flushed");
+
+        hold.Release();
+        var closed = await connection.Closed.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(CloseReason.LocalClose, closed.Reason);
+        Assert.IsType<Goodbye>(channel.ReadOutbound<object>());
+        Assert.False(channel.Open);
+    }
+
+    [Fact]
+    public async Task ADecoderErrorTheProtocolDoesNotKnow_IsOurFault_NotThePeers()
+    {
+        var channel = NewChannel(new Throws(new DotNetty.Codecs.DecoderException(new FormatException("a decoder bug"))));
+        var connection = TcpConnection.Of(channel);
+
+        channel.WriteInbound(new Move(1, 0, 0));
+
+        var closed = await connection.Closed.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(CloseReason.InternalError, closed.Reason);
+        Assert.Null(channel.ReadOutbound<object>()); // no Error frame with an empty code
+    }
+
+    [Fact]
     public async Task TheFirstReasonWins_AndTheCloseRecordCarriesIt()
     {
         var channel = NewChannel();
@@ -111,4 +143,28 @@ public class ConnectionLibraryTests
     }
 
     private sealed class PassThrough : ChannelHandlerAdapter;
+
+    /// <summary>Keeps the writes that reach it until <see cref="Release"/>: a flush that has not reached the kernel yet.</summary>
+    private sealed class HoldWrites : ChannelHandlerAdapter
+    {
+        private readonly List<(IChannelHandlerContext Context, object Message, TaskCompletionSource Done)> held = [];
+
+        public override Task WriteAsync(IChannelHandlerContext context, object message)
+        {
+            var done = new TaskCompletionSource();
+            held.Add((context, message, done));
+            return done.Task;
+        }
+
+        public void Release()
+        {
+            foreach (var (context, message, done) in held)
+            {
+                _ = context.WriteAndFlushAsync(message);
+                done.SetResult();
+            }
+
+            held.Clear();
+        }
+    }
 }

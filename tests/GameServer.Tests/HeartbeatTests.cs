@@ -226,6 +226,21 @@ public class HeartbeatTests
         Assert.Equal(TimeSpan.FromSeconds(1), events[^1].Quiet);
     }
 
+    [Fact]
+    public void IdleDetector_ACheckThatRunsLate_CountsEveryPeriodThatPassed_FiresOnce_AndKeepsChecking()
+    {
+        // A loop stalled for 3.5 periods: the first check runs only now.
+        var time = new FakeTimeProvider();
+        var events = new List<IdleEvent>();
+        var channel = new EmbeddedChannel(new IdleDetector(TimeSpan.FromSeconds(1), TimeSpan.Zero, time), new EventSink(events));
+        time.Advance(TimeSpan.FromMilliseconds(3500));
+        channel.RunPendingTasks();
+        Assert.Equal(3, Assert.Single(events).Count);
+
+        Advance(channel, time, TimeSpan.FromMilliseconds(500));
+        Assert.Equal([3, 4], events.Select(e => e.Count));
+    }
+
     private sealed class EventSink(List<IdleEvent> events) : ChannelHandlerAdapter
     {
         public override void UserEventTriggered(IChannelHandlerContext context, object evt)
