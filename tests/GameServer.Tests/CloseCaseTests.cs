@@ -431,6 +431,67 @@ public class CloseCaseTests
         await server.AssertAllClosedAsync();
     }
 
+    [Fact]
+    public async Task GracefulCloseOntoAFullSocket_ThePeersFinMidFlush_OnEpoll_StillDeliversEveryQueuedItemAndTheGoodbye()
+    {
+        await using var server = await TestServer.StartAsync(QuietHeartbeat);
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { ReceiveBufferSize = 32 * 1024 };
+        await socket.ConnectAsync(server.EndPoint);
+        using var wire = new Wire(socket);
+        await wire.SendAsync(new Hello(1, "full", null));
+        Assert.IsType<Welcome>(await wire.ReceiveAsync());
+        var serverSide = await server.ServerSideOfAsync(socket.LocalEndPoint);
+
+        // A stream the client does not read: the kernel's buffers fill, then the channel's queue, and it pauses. It is
+        // stuck once the channel stays unwritable with nothing more handed to it for a while: the queue no longer
+        // drains into the kernel (a queue that drained would make the channel writable and the stream go on).
+        await wire.SendAsync(new StreamRequest(100_000, 1000, 0));
+        var deadline = DateTime.UtcNow + CaseTimeout;
+        for (var sent = -1L; sent != serverSide.BytesSent || serverSide.Channel.IsWritable;)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the server's output never stalled");
+            sent = serverSide.BytesSent;
+            await Task.Delay(200);
+        }
+
+        // The server closes gracefully: its Goodbye waits behind everything queued. Then the peer's FIN arrives while
+        // that flush is still pending (the client has not read a byte of the stream yet).
+        var closing = serverSide.CloseGracefullyAsync(CloseReason.LocalClose, c => GameConnectionProtocol.CreateGoodbye(CloseReason.LocalClose, c));
+        await WaitUntilAsync(() => serverSide.Phase != ConnectionPhase.Open);
+        socket.Shutdown(SocketShutdown.Send);
+        await WaitUntilAsync(() => serverSide.Channel is IDuplexChannel { IsInputShutdown: true } || !serverSide.Channel.Open);
+
+        var received = new List<IMessage>();
+        var cutMidFrame = false;
+        try
+        {
+            while (await wire.ReceiveAsync() is { } message)
+            {
+                received.Add(message);
+            }
+        }
+        catch (EndOfStreamException)
+        {
+            cutMidFrame = true;
+        }
+
+        var closed = await closing.WaitAsync(CaseTimeout);
+        Assert.Equal(CloseReason.LocalClose, closed.Reason);
+        var items = received.OfType<StreamItem>().Select(i => i.Index).ToList();
+        Assert.Equal(Enumerable.Range(0, items.Count), items); // whatever arrived whole arrived in order
+        if (TestServer.DefaultTransport == "epoll")
+        {
+            // Half-closure keeps the output open: every item queued before the close, then the Goodbye, then FIN.
+            Assert.False(cutMidFrame, "the stream was cut inside a frame");
+            Assert.IsType<Goodbye>(received[^1]);
+            Assert.Equal(closed.FramesSent, received.Count + 1); // Welcome, the items, the Goodbye
+        }
+
+        // DotNetty's stock channel closes as soon as it reads the FIN, whatever is queued (docs/CLOSE-HANDLING.md):
+        // the client gets what the kernel already had, possibly ending inside a frame, and no Goodbye.
+        await server.AssertAllClosedAsync();
+    }
+
     /// <summary>Reads until a message of type <typeparamref name="T"/> arrives, skipping others (heartbeat Pings, items).</summary>
     private static async Task<T> ReceiveAsync<T>(Wire wire, Func<T, bool>? match = null)
         where T : class, IMessage
