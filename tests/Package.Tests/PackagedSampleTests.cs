@@ -20,7 +20,7 @@ public sealed class PackagedSampleTests : IClassFixture<PackagedSample>
     public PackagedSampleTests(PackagedSample sample) => this.sample = sample;
 
     [Fact]
-    public void TheLibraryPackage_DependsOnDotNettyAndLoggingOnly_AndCarriesReadmeLicenceAndSymbols()
+    public void TheLibraryPackage_DependsOnDotNettyAndLoggingOnly_TargetsNet8AndNet10_AndCarriesReadmeLicenceAndSymbols()
     {
         var dependencies = sample.Dependencies("TcpConnections");
         Assert.NotEmpty(dependencies);
@@ -28,6 +28,7 @@ public sealed class PackagedSampleTests : IClassFixture<PackagedSample>
             d.StartsWith("DotNetty.", StringComparison.Ordinal) || d == "Microsoft.Extensions.Logging.Abstractions",
             $"TcpConnections must depend on DotNetty and the logging abstractions only, not on {d}"));
         Assert.Contains("TcpConnections", sample.Dependencies("Transport.Epoll"));
+        Assert.Equal(["lib/net10.0/TcpConnections.dll", "lib/net8.0/TcpConnections.dll"], sample.Libraries("TcpConnections"));
         foreach (var id in new[] { "TcpConnections", "Transport.Epoll" })
         {
             var nuspec = sample.Nuspec(id);
@@ -134,6 +135,13 @@ public sealed class PackagedSample : IDisposable
         using var package = ZipFile.OpenRead(Path.Combine(Feed, $"{id}.{Version}.nupkg"));
         using var stream = package.GetEntry($"{id}.nuspec")!.Open();
         return XDocument.Load(stream);
+    }
+
+    /// <summary>The assemblies a package carries, one per target framework.</summary>
+    public IReadOnlyList<string> Libraries(string id)
+    {
+        using var package = ZipFile.OpenRead(Path.Combine(Feed, $"{id}.{Version}.nupkg"));
+        return package.Entries.Select(e => e.FullName).Where(n => n.StartsWith("lib/", StringComparison.Ordinal) && n.EndsWith(".dll", StringComparison.Ordinal)).Order(StringComparer.Ordinal).ToList();
     }
 
     public IReadOnlyList<string> Dependencies(string id) =>
