@@ -1,7 +1,6 @@
 using System.Threading.Channels;
 using DotNetty.Transport.Channels;
 using GameProtocol;
-using GameProtocol.Pipeline;
 using TcpConnections;
 
 namespace GameClient;

@@ -173,7 +173,7 @@ public sealed class HeartbeatHandler : ChannelDuplexHandler
         if (!running && handlerContext is { } context)
         {
             running = true;
-            timer = LoopTimer.Schedule(context.Executor, time, options.Interval, static s => ((HeartbeatHandler)s!).OnTick(), this);
+            ScheduleTick(context);
         }
     }
 
@@ -192,8 +192,11 @@ public sealed class HeartbeatHandler : ChannelDuplexHandler
         }
 
         SendPing();
-        timer = LoopTimer.Schedule(context.Executor, time, options.Interval, static s => ((HeartbeatHandler)s!).OnTick(), this);
+        ScheduleTick(context);
     }
+
+    private void ScheduleTick(IChannelHandlerContext context) =>
+        timer = LoopTimer.Schedule(context.Executor, time, options.Interval, static s => ((HeartbeatHandler)s!).OnTick(), this);
 
     private void SendPing()
     {

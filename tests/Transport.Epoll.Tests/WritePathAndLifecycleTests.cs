@@ -4,6 +4,7 @@ using DotNetty.Buffers;
 using DotNetty.Common.Concurrency;
 using DotNetty.Transport.Bootstrapping;
 using DotNetty.Transport.Channels;
+using Tests.Shared;
 
 using TaskCompletionSource = System.Threading.Tasks.TaskCompletionSource;
 
@@ -48,7 +49,7 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
         }).WaitAsync(Timeout);
 
         var expected = Enumerable.Range(0, Messages).SelectMany(i => Pattern(i, MessageSize)).ToArray();
-        var received = await ReceiveExactlyAsync(talker, expected.Length);
+        var received = await SocketReads.ReceiveExactlyAsync(talker, expected.Length, Timeout);
         Assert.Equal(expected, received);
         talker.ReceiveTimeout = 200;
         Assert.Equal(0, talker.Available); // nothing extra, nothing of the blocked channel's
@@ -244,7 +245,7 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
             return 0;
         }).WaitAsync(Timeout);
 
-        var received = await ReceiveExactlyAsync(socket, Writes).WaitAsync(TimeSpan.FromSeconds(10));
+        var received = await SocketReads.ReceiveExactlyAsync(socket, Writes, Timeout).WaitAsync(TimeSpan.FromSeconds(10));
         for (var i = 0; i < Writes; i++)
         {
             Assert.True(received[i] == (byte)i, $"byte {i} was {received[i]}");
@@ -374,24 +375,6 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
         }
 
         return bytes;
-    }
-
-    private static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count)
-    {
-        var buffer = new byte[count];
-        var offset = 0;
-        while (offset < count)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(offset)).AsTask().WaitAsync(Timeout);
-            if (read == 0)
-            {
-                throw new InvalidOperationException($"end of stream after {offset} of {count} bytes");
-            }
-
-            offset += read;
-        }
-
-        return buffer;
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)

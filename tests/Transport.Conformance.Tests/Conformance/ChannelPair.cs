@@ -1,6 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
 using DotNetty.Transport.Channels;
+using Tests.Shared;
 
 namespace Transport.Conformance.Tests.Conformance;
 
@@ -113,7 +114,7 @@ public sealed class ChannelPair : IAsyncDisposable
         return new ChannelPair(channel, peer, null, socket);
     }
 
-    public Task<byte[]> ReceiveExactlyAsync(int count) => SocketConformanceTests.ReceiveExactlyAsync(Peer, count);
+    public Task<byte[]> ReceiveExactlyAsync(int count) => SocketReads.ReceiveExactlyAsync(Peer, count, Timeout);
 
     public async ValueTask DisposeAsync()
     {

@@ -518,24 +518,6 @@ public sealed class SocketConformanceTests
         return found < 0 ? "; the bytes there are from nowhere in the expected stream" : $"; the bytes there are expected bytes from offset {found} ({found - at:+#;-#;0})";
     }
 
-    internal static async Task<byte[]> ReceiveExactlyAsync(Socket socket, int count)
-    {
-        var buffer = new byte[count];
-        var offset = 0;
-        while (offset < count)
-        {
-            var read = await socket.ReceiveAsync(buffer.AsMemory(offset)).AsTask().WaitAsync(Timeout);
-            if (read == 0)
-            {
-                throw new InvalidOperationException($"end of stream after {offset} of {count} bytes");
-            }
-
-            offset += read;
-        }
-
-        return buffer;
-    }
-
     private static async Task<byte[]> ReceiveWithPausesAsync(Socket socket, int count, Random random)
     {
         var buffer = new byte[count];
