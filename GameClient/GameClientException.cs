@@ -1,3 +1,5 @@
+using GameProtocol;
+
 namespace GameClient;
 
 /// <summary>The client could not connect or the server refused the session.</summary>
@@ -16,4 +18,7 @@ public sealed class GameClientException : Exception
         : base(message, innerException)
     {
     }
+
+    /// <summary>The server's Error, when the server refused (its code says why).</summary>
+    public Error? Error { get; init; }
 }

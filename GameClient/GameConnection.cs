@@ -62,19 +62,29 @@ public sealed class GameConnection : IAsyncDisposable
         TaskScheduler.Default);
 
     /// <summary>Connects and plays Hello → Welcome.</summary>
-    public static async Task<GameConnection> ConnectAsync(GameClientOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    public static Task<GameConnection> ConnectAsync(GameClientOptions options, ILogger? logger = null, CancellationToken cancellationToken = default) =>
+        ConnectAsync(options, resumeToken: null, lastReceivedSeq: 0, logger, cancellationToken);
+
+    /// <summary>
+    /// Connects and plays Hello → Welcome; with <paramref name="resumeToken"/> (version 2) the Hello asks to resume
+    /// that session, having received its reliable messages up to <paramref name="lastReceivedSeq"/>. A refusal throws
+    /// <see cref="GameClientException"/> with the server's Error.
+    /// </summary>
+    public static async Task<GameConnection> ConnectAsync(
+        GameClientOptions options, string? resumeToken, long lastReceivedSeq, ILogger? logger = null, CancellationToken cancellationToken = default)
     {
+        ArgumentNullException.ThrowIfNull(options);
         var connection = await ConnectRawAsync(options, logger, cancellationToken);
         try
         {
-            await connection.SendAsync(new Hello(Framing.ProtocolVersion, options.PlayerName, null));
+            await connection.SendAsync(new Hello(options.ProtocolVersion, options.PlayerName, resumeToken, lastReceivedSeq));
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(options.ResponseTimeoutMs);
             var first = await connection.Incoming.ReadAsync(timeout.Token);
             connection.Welcome = first switch
             {
                 Welcome welcome => welcome,
-                Error error => throw new GameClientException($"the server refused the session: {error.Code}: {error.Message}"),
+                Error error => throw new GameClientException($"the server refused the session: {error.Code}: {error.Message}") { Error = error },
                 _ => throw new GameClientException($"expected Welcome, the server sent {first.GetType().Name}"),
             };
             await connection.RunOnLoopAsync(connection.StartHeartbeat);

@@ -50,9 +50,26 @@ internal static partial class Log
     public static partial void PeerGoodbye(ILogger logger, string connectionId, string peerReason, long peerReceived, long sent);
 
     [LoggerMessage(EventId = 3005, Level = LogLevel.Debug,
-        Message = "Session {SessionId} ended: {MessagesHandled} messages handled, last move seq {LastMoveSeq}")]
-    public static partial void SessionEnded(ILogger logger, string sessionId, long messagesHandled, long lastMoveSeq);
+        Message = "Session {SessionId} ended ({Why}): {MessagesHandled} messages handled, last move seq {LastMoveSeq}; {ReceivedSeq} reliable received, {Buffered} unacknowledged dropped")]
+    public static partial void SessionEnded(ILogger logger, string sessionId, string why, long messagesHandled, long lastMoveSeq, long receivedSeq, int buffered);
 
     [LoggerMessage(EventId = 3006, Level = LogLevel.Warning, Message = "Room {RoomId} with {Players} players does not fit a StateUpdate in {MaxFrameBytes} bytes; no update sent")]
     public static partial void RoomTooBig(ILogger logger, string roomId, int players, int maxFrameBytes);
+
+    [LoggerMessage(EventId = 3007, Level = LogLevel.Information,
+        Message = "Session {SessionId} resumed on connection {ConnectionId} after {AwayMs} ms: {Replayed} messages replayed (took over: {TakenOver})")]
+    public static partial void SessionResumed(ILogger logger, string sessionId, string connectionId, int replayed, long awayMs, string takenOver);
+
+    [LoggerMessage(EventId = 3008, Level = LogLevel.Information,
+        Message = "Session {SessionId} kept after {Reason} for {WindowMs} ms, {Buffered} unacknowledged messages buffered")]
+    public static partial void SessionKept(ILogger logger, string sessionId, string reason, int windowMs, int buffered);
+
+    [LoggerMessage(EventId = 3009, Level = LogLevel.Debug, Message = "Session {SessionId} is away from room {RoomId}; its seat is kept")]
+    public static partial void PlayerAway(ILogger logger, string sessionId, string roomId);
+
+    [LoggerMessage(EventId = 3010, Level = LogLevel.Debug, Message = "Session {SessionId} is back in room {RoomId}")]
+    public static partial void PlayerBack(ILogger logger, string sessionId, string roomId);
+
+    [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "Resume refused on connection {ConnectionId}: {Code}: {Text}")]
+    public static partial void ResumeRefused(ILogger logger, string connectionId, string code, string text);
 }

@@ -15,4 +15,6 @@ public static class MessageTags
     public const int StreamItem = 9;
     public const int Goodbye = 10;
     public const int Error = 11;
+    public const int Ack = 12;
+    public const int Reliable = 13;
 }

@@ -18,25 +18,42 @@ namespace GameProtocol;
 [Union(MessageTags.StreamItem, typeof(StreamItem))]
 [Union(MessageTags.Goodbye, typeof(Goodbye))]
 [Union(MessageTags.Error, typeof(Error))]
+[Union(MessageTags.Ack, typeof(Ack))]
+[Union(MessageTags.Reliable, typeof(Reliable))]
 #pragma warning disable CA1040 // a marker interface is how MessagePack-CSharp expresses a union
 public interface IMessage
 #pragma warning restore CA1040
 {
 }
 
-/// <summary>c→s: opens a session. Must be the first frame.</summary>
+/// <summary>
+/// c→s: opens a session, or (version 2, with a token) resumes one. Must be the first frame. Version 1 writes three
+/// fields; version 2 adds <c>LastReceivedSeq</c>, the highest reliable sequence number the client received in the
+/// session it resumes (0 for a new session).
+/// </summary>
 [MessagePackObject]
+[MessagePackFormatter(typeof(HelloFormatter))]
 public sealed record Hello(
     [property: Key(0)] int ProtocolVersion,
     [property: Key(1)] string PlayerName,
-    [property: Key(2)] string? ResumeToken) : IMessage;
+    [property: Key(2)] string? ResumeToken,
+    [property: Key(3)] long LastReceivedSeq = 0) : IMessage;
 
-/// <summary>s→c: answers Hello.</summary>
+/// <summary>
+/// s→c: answers Hello. Version 1 has three fields. Version 2 (written when <c>ResumeToken</c> is not null) adds the
+/// token to resume this session with (empty when resume is off), the window in which it may, whether this Welcome
+/// resumed a session, and the highest reliable sequence number the server received from the client.
+/// </summary>
 [MessagePackObject]
+[MessagePackFormatter(typeof(WelcomeFormatter))]
 public sealed record Welcome(
     [property: Key(0)] string SessionId,
     [property: Key(1)] int HeartbeatIntervalMs,
-    [property: Key(2)] long ServerTimeUnixMs) : IMessage;
+    [property: Key(2)] long ServerTimeUnixMs,
+    [property: Key(3)] string? ResumeToken = null,
+    [property: Key(4)] int ResumeWindowMs = 0,
+    [property: Key(5)] bool Resumed = false,
+    [property: Key(6)] long LastReceivedSeq = 0) : IMessage;
 
 /// <summary>Either direction: asks for a Pong carrying the same fields.</summary>
 [MessagePackObject]
@@ -68,12 +85,17 @@ public sealed record Move(
     [property: Key(1)] float X,
     [property: Key(2)] float Y) : IMessage;
 
-/// <summary>s→c: one room tick.</summary>
+/// <summary>
+/// s→c: one room tick: the whole room's state. <c>AfterGap</c> (version 2, written only when true) marks the first
+/// update after a resume: the updates sent while the client was away are not replayed; this one replaces them.
+/// </summary>
 [MessagePackObject]
+[MessagePackFormatter(typeof(StateUpdateFormatter))]
 public sealed record StateUpdate(
     [property: Key(0)] long Tick,
     [property: Key(1)] long ServerTimeUnixMs,
-    [property: Key(2)] IReadOnlyList<PlayerState> Players) : IMessage;
+    [property: Key(2)] IReadOnlyList<PlayerState> Players,
+    [property: Key(3)] bool AfterGap = false) : IMessage;
 
 /// <summary>One player's entry in a StateUpdate: <c>[playerId, x, y, lastSeq]</c>.</summary>
 [MessagePackObject]
@@ -110,3 +132,21 @@ public sealed record Goodbye(
 public sealed record Error(
     [property: Key(0)] string Code,
     [property: Key(1)] string Message) : IMessage;
+
+/// <summary>
+/// Either direction, version 2: the highest reliable sequence number received from the other side (cumulative), sent
+/// when there is no Reliable going that way to carry it.
+/// </summary>
+[MessagePackObject]
+public sealed record Ack(
+    [property: Key(0)] long Received) : IMessage;
+
+/// <summary>
+/// Either direction, version 2: one reliable message with its sequence number (from 1, per direction, per session,
+/// kept across resumes) and the sender's cumulative acknowledgement of the other direction.
+/// </summary>
+[MessagePackObject]
+public sealed record Reliable(
+    [property: Key(0)] long Seq,
+    [property: Key(1)] long Ack,
+    [property: Key(2)] IMessage Message) : IMessage;

@@ -30,4 +30,7 @@ public sealed class BotPlan
     public ClientCloseMode Close { get; init; }
 
     public bool Quiet { get; init; }
+
+    /// <summary>Play a protocol version 2 session that reconnects and resumes after a drop (<see cref="GameSession"/>).</summary>
+    public bool Resume { get; init; }
 }

@@ -34,6 +34,10 @@ close.Validators.Add(result =>
     }
 });
 var quiet = new Option<bool>("--quiet") { Description = "Print only the summary lines" };
+var resume = new Option<bool>("--resume")
+{
+    Description = "Speak protocol version 2 and resume the session after a drop (reconnecting with backoff); prints disconnected/resumed lines and checks every stream item and Echo arrived exactly once",
+};
 var transport = new Option<string>("--transport") { Description = "auto (epoll on Linux), sockets (DotNetty's stock transport) or epoll (Linux)", DefaultValueFactory = _ => "auto" };
 transport.AcceptOnlyFromAmong("auto", "sockets", "epoll");
 var connections = new Option<int>("--connections")
@@ -52,8 +56,17 @@ connections.Validators.Add(result =>
 var root = new RootCommand("Plays a short session against a game server and prints what it received.")
 {
     host, port, name, room, moves, moveInterval, echoes, stream, streamPayload, streamInterval, waitItems, stopReading,
-    flood, hold, close, quiet, connections, transport,
+    flood, hold, close, quiet, connections, transport, resume,
 };
+
+root.Validators.Add(result =>
+{
+    if (result.GetValue(resume)
+        && (result.GetValue(close) != ClientCloseMode.Goodbye.ToName() || result.GetValue(connections) != 1 || result.GetValue(flood) || result.GetValue(stopReading)))
+    {
+        result.AddError("--resume plays one session to its Goodbye: it takes neither --close other than goodbye, --connections above 1, --flood nor --stop-reading");
+    }
+});
 
 root.SetAction(async (result, cancellationToken) =>
 {
@@ -80,9 +93,15 @@ root.SetAction(async (result, cancellationToken) =>
         HoldMs = result.GetValue(hold),
         Close = mode,
         Quiet = result.GetValue(quiet),
+        Resume = result.GetValue(resume),
     };
 
     var count = result.GetValue(connections);
+    if (result.GetValue(resume))
+    {
+        return await new ResumingBot(PlanFor(result.GetValue(name)!), Console.Out).RunAsync(cancellationToken);
+    }
+
     if (count == 1)
     {
         return await new Bot(PlanFor(result.GetValue(name)!), Console.Out).RunAsync(cancellationToken);

@@ -14,6 +14,7 @@ public sealed class GameServices
         IOptions<GameOptions> game,
         IOptions<HeartbeatOptions> heartbeat,
         RoomManager rooms,
+        SessionStore sessions,
         ConnectionRegistry registry,
         GameServerMetrics metrics,
         TimeProvider time,
@@ -25,6 +26,7 @@ public sealed class GameServices
         Game = game.Value;
         Heartbeat = heartbeat.Value;
         Rooms = rooms;
+        Sessions = sessions;
         Registry = registry;
         Time = time;
         Logger = logger;
@@ -38,6 +40,8 @@ public sealed class GameServices
     public HeartbeatOptions Heartbeat { get; }
 
     public RoomManager Rooms { get; }
+
+    public SessionStore Sessions { get; }
 
     public ConnectionRegistry Registry { get; }
 

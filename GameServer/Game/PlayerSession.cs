@@ -1,4 +1,6 @@
+using System.Diagnostics;
 using DotNetty.Buffers;
+using DotNetty.Common.Concurrency;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
 using GameProtocol;
@@ -6,40 +8,275 @@ using TcpConnections;
 
 namespace GameServer.Game;
 
-/// <summary>A player after Hello: identity, position and room. Position is written on the connection's event loop
-/// and read by the room ticker, so it is swapped as one immutable value.</summary>
+/// <summary>Where a session is in its life.</summary>
+public enum SessionStatus
+{
+    /// <summary>A connection carries it.</summary>
+    Attached,
+
+    /// <summary>Its connection dropped; it waits for a resume until its window passes (version 2 only).</summary>
+    Detached,
+
+    /// <summary>Over for good: no resume, nothing more is sent.</summary>
+    Ended,
+}
+
+/// <summary>
+/// A player's session: identity, position and room, and in version 2 everything a resume needs: the sequence numbers
+/// of both directions, the unacknowledged outbound messages, and the connection that carries it now (none while
+/// detached; another after a resume). One lock (<see cref="Gate"/>) guards it all, because the connection that owns
+/// it changes: after a resume the session's work runs on another event loop than before.
+/// <para>
+/// Ordering rule: every reliable message goes out through <see cref="SendReliable"/>, which numbers it and hands it to
+/// the connection in that order under the lock. On the connection's own loop it is written at once; from any other
+/// thread it joins a queue that one task on that loop drains, and nothing is written directly while that queue is
+/// not empty. So the wire order is the sequence order whichever thread produced a message.
+/// </para>
+/// </summary>
 public sealed class PlayerSession
 {
+    private readonly object gate = new();
+    private readonly List<object> pending = [];
+    private readonly TimeSpan ackDelay;
     private PlayerState state;
+    private TcpConnection? connection;
+    private IEventExecutor executor;
+    private bool drainQueued;
+    private bool pendingFlush;
+    private bool ackScheduled;
+    private long lastSentSeq;
+    private long lastReceivedSeq;
+    private long lastAckSent;
 
-    public PlayerSession(TcpConnection connection, string sessionId, string playerName)
+    public PlayerSession(TcpConnection connection, string sessionId, string playerName, int protocolVersion, ReplayBuffer? replay, TimeSpan ackDelay)
     {
-        Connection = connection;
+        this.connection = connection;
+        executor = connection.Channel.EventLoop;
         SessionId = sessionId;
         PlayerName = playerName;
+        ProtocolVersion = protocolVersion;
+        Replay = replay;
+        this.ackDelay = ackDelay;
         state = new PlayerState(sessionId, 0, 0, 0);
     }
 
-    public TcpConnection Connection { get; }
+    /// <summary>The lock of everything below. Take it to handle one inbound reliable message atomically.</summary>
+    public object Gate => gate;
 
     public string SessionId { get; }
 
     public string PlayerName { get; }
 
+    public int ProtocolVersion { get; }
+
+    /// <summary>Version 2: reliable messages are numbered, acknowledged and (with a replay buffer) resumable.</summary>
+    public bool Sequenced => ProtocolVersion >= Framing.ProtocolVersion2;
+
+    /// <summary>Null when resume is off or the session is version 1.</summary>
+    public ReplayBuffer? Replay { get; }
+
+    /// <summary>The connection that carries the session now; null while detached or after it ended.</summary>
+    public TcpConnection? Connection => Volatile.Read(ref connection);
+
+    /// <summary>The current connection's loop, or the last one's while detached: where the session's timers run.</summary>
+    public IEventExecutor Executor
+    {
+        get
+        {
+            lock (gate)
+            {
+                return executor;
+            }
+        }
+    }
+
+    public SessionStatus Status { get; private set; }
+
     public Room? Room { get; set; }
+
+    public StreamSender? Stream { get; set; }
+
+    /// <summary>The token that resumes this session (the store issues and rotates it); null when not resumable.</summary>
+    public string? ResumeToken { get; internal set; }
+
+    /// <summary>The token before the last resume, honoured until the client proves it got the new one.</summary>
+    internal string? PreviousToken { get; set; }
+
+    /// <summary>Whether a frame arrived on the current connection after its Hello (so the client has our Welcome).</summary>
+    internal bool Confirmed { get; set; }
+
+    /// <summary>Counts attaches and detaches, so a timer set in one period does nothing in a later one.</summary>
+    internal int Generation { get; private set; }
+
+    internal long DetachedAt { get; private set; }
+
+    internal System.Threading.ITimer? ExpiryTimer { get; set; }
+
+    public long LastSentSeq => lastSentSeq;
+
+    public long LastReceivedSeq => lastReceivedSeq;
+
+    /// <summary>Messages from the client handled in this session, its Hellos included (a resume's too).</summary>
+    public long MessagesHandled => Interlocked.Read(ref messagesHandled);
+
+    private long messagesHandled;
+
+    public void CountHandled() => Interlocked.Increment(ref messagesHandled);
+
+    /// <summary>Reliable messages from the client dropped as already received (resent after a resume).</summary>
+    public long DuplicatesDropped { get; private set; }
 
     public PlayerState State => Volatile.Read(ref state);
 
     public void Move(long seq, float x, float y) => Volatile.Write(ref state, new PlayerState(SessionId, x, y, seq));
 
     /// <summary>
-    /// Sends a pre-encoded frame from any thread. The check for an open connection runs on the event loop, in order
-    /// with the close path, so nothing is sent after our Goodbye (the Goodbye's count stays exact).
+    /// Whether a producer that can wait (a stream) may send one more message now: the session is live, the replay
+    /// buffer has room (it never evicts a stream's items), and the connection, if any, is writable. While detached a
+    /// resumable session goes on producing into its buffer.
+    /// </summary>
+    public bool CanProduce
+    {
+        get
+        {
+            lock (gate)
+            {
+                if (Status == SessionStatus.Ended || (Replay is { HasRoom: false }))
+                {
+                    return false;
+                }
+
+                return connection is { } c ? c.Phase == ConnectionPhase.Open && c.Channel.Active && c.Channel.IsWritable : Replay is not null;
+            }
+        }
+    }
+
+    /// <summary>Sends one reliable message: numbered and kept for replay in version 2, as it is in version 1.</summary>
+    public void SendReliable(IMessage message, bool flush = true)
+    {
+        lock (gate)
+        {
+            if (Status == SessionStatus.Ended)
+            {
+                return;
+            }
+
+            if (!Sequenced)
+            {
+                Deliver(message, flush);
+                return;
+            }
+
+            var seq = ++lastSentSeq;
+            lastAckSent = lastReceivedSeq;
+            var payload = ProtocolSerializer.Serialize(new Reliable(seq, lastReceivedSeq, message));
+            Replay?.Append(seq, payload);
+            Deliver(payload, flush);
+        }
+    }
+
+    /// <summary>Sends a message outside the sequence (Welcome, Ack, a StateUpdate after a gap), in order with the rest.</summary>
+    public void SendUnsequenced(IMessage message, bool flush = true)
+    {
+        lock (gate)
+        {
+            if (Status != SessionStatus.Ended)
+            {
+                Deliver(message, flush);
+            }
+        }
+    }
+
+    /// <summary>Flushes what <see cref="SendReliable"/> wrote without flushing.</summary>
+    public void Flush()
+    {
+        lock (gate)
+        {
+            if (drainQueued)
+            {
+                pendingFlush = true; // the drain writes after what was written directly, and flushes both
+            }
+            else if (connection is { } c)
+            {
+                c.Channel.Flush();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Takes a reliable message's number and acknowledgement (call with <see cref="Gate"/> held, on the connection's
+    /// loop). Returns false when it must not be handled: a duplicate of one handled before (a resend after a resume),
+    /// or a message from a connection that no longer carries the session. A gap is a protocol error.
+    /// </summary>
+    public bool TryAcceptReliable(TcpConnection from, long seq, long ack)
+    {
+        if (!ReferenceEquals(connection, from) || Status != SessionStatus.Attached)
+        {
+            return false;
+        }
+
+        AcceptAck(from, ack);
+        if (seq <= lastReceivedSeq)
+        {
+            DuplicatesDropped++;
+            return false;
+        }
+
+        if (seq != lastReceivedSeq + 1)
+        {
+            throw new ProtocolViolationException(
+                ProtocolErrorCodes.BadSequence, $"reliable seq {seq} after {lastReceivedSeq}: a gap");
+        }
+
+        lastReceivedSeq = seq;
+        ScheduleAck();
+        return true;
+    }
+
+    /// <summary>The client's cumulative acknowledgement: what it has is dropped from the replay buffer.</summary>
+    public void AcceptAck(TcpConnection from, long ack)
+    {
+        lock (gate)
+        {
+            if (!ReferenceEquals(connection, from))
+            {
+                return;
+            }
+
+            if (ack < 0 || ack > lastSentSeq)
+            {
+                throw new ProtocolViolationException(
+                    ProtocolErrorCodes.BadSequence, $"ack {ack} of reliable messages, but {lastSentSeq} were sent");
+            }
+
+            if (Replay is { } replay)
+            {
+                var wasFull = !replay.HasRoom;
+                replay.TrimThrough(ack);
+                if (wasFull && replay.HasRoom)
+                {
+                    Stream?.Wake();
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends a pre-encoded StateUpdate from any thread (the room ticker). The check for an open connection runs on the
+    /// event loop, in order with the close path, so nothing is sent after our Goodbye (the Goodbye's count stays exact).
+    /// A detached session gets nothing: the first update after its resume is a fresh one.
     /// </summary>
     /// <returns>False when the frame was dropped because the peer is not writable (the caller may coalesce).</returns>
     public bool TrySend(IByteBuffer frame)
     {
-        var channel = Connection.Channel;
+        var current = Connection;
+        if (current is null)
+        {
+            frame.Release();
+            return true;
+        }
+
+        var channel = current.Channel;
         if (channel.EventLoop.IsShuttingDown)
         {
             frame.Release(); // a task queued to a loop that is ending would never run, nor release the frame
@@ -55,18 +292,166 @@ public sealed class PlayerSession
         channel.EventLoop.Execute(
             static (c, f) =>
             {
-                var connection = (TcpConnection)c!;
-                if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
+                var target = (TcpConnection)c!;
+                if (target.Phase == ConnectionPhase.Open && target.Channel.Active)
                 {
-                    _ = connection.Channel.WriteAndFlushAsync(f);
+                    _ = target.Channel.WriteAndFlushAsync(f);
                 }
                 else
                 {
                     ReferenceCountUtil.Release(f);
                 }
             },
-            Connection,
+            current,
             frame);
         return true;
+    }
+
+    /// <summary>The connection dropped: keep everything, send nothing, until a resume or the end.</summary>
+    internal void Detach()
+    {
+        connection = null;
+        ResetDelivery();
+        Status = SessionStatus.Detached;
+        Generation++;
+        DetachedAt = Stopwatch.GetTimestamp();
+    }
+
+    /// <summary>Moves the session to <paramref name="next"/>; returns the connection that carried it (a takeover), if any.</summary>
+    internal TcpConnection? AttachTo(TcpConnection next)
+    {
+        var previous = connection;
+        Volatile.Write(ref connection, next);
+        executor = next.Channel.EventLoop;
+        ResetDelivery();
+        Status = SessionStatus.Attached;
+        Confirmed = false;
+        Generation++;
+        return previous;
+    }
+
+    /// <summary>Sends again every buffered message after <paramref name="clientHas"/>, in order; returns how many.</summary>
+    internal int ReplayAfter(long clientHas)
+    {
+        if (Replay is not { } replay)
+        {
+            return 0;
+        }
+
+        replay.TrimThrough(clientHas);
+        var count = 0;
+        foreach (var payload in replay.After(clientHas))
+        {
+            Deliver(payload, flush: false);
+            count++;
+        }
+
+        return count;
+    }
+
+    /// <summary>Over for good: the buffer goes, nothing more is sent.</summary>
+    internal void End()
+    {
+        Status = SessionStatus.Ended;
+        Generation++;
+        ResetDelivery();
+        Replay?.Clear();
+        ExpiryTimer?.Dispose();
+        ExpiryTimer = null;
+    }
+
+    private void ResetDelivery()
+    {
+        pending.Clear();
+        drainQueued = false;
+        pendingFlush = false;
+        ackScheduled = false;
+    }
+
+    private void ScheduleAck()
+    {
+        if (ackScheduled || connection is not { } target)
+        {
+            return;
+        }
+
+        ackScheduled = true;
+        target.Channel.EventLoop.Schedule(() => SendAckIfStill(target), ackDelay);
+    }
+
+    private void SendAckIfStill(TcpConnection target)
+    {
+        lock (gate)
+        {
+            if (!ReferenceEquals(connection, target))
+            {
+                return;
+            }
+
+            ackScheduled = false;
+            if (lastAckSent < lastReceivedSeq)
+            {
+                lastAckSent = lastReceivedSeq;
+                Deliver(new Ack(lastReceivedSeq), flush: true);
+            }
+        }
+    }
+
+    /// <summary>Writes a frame (an <see cref="IMessage"/> or an encoded payload) to the current connection in order. Under the lock.</summary>
+    private void Deliver(object frame, bool flush)
+    {
+        if (connection is not { } target)
+        {
+            return; // detached: a reliable message waits in the replay buffer
+        }
+
+        if (target.Channel.EventLoop.InEventLoop && !drainQueued)
+        {
+            Write(target, frame, flush);
+            return;
+        }
+
+        pending.Add(frame);
+        pendingFlush |= flush;
+        if (!drainQueued)
+        {
+            drainQueued = true;
+            target.Channel.EventLoop.Execute(() => Drain(target));
+        }
+    }
+
+    private void Drain(TcpConnection target)
+    {
+        lock (gate)
+        {
+            if (!ReferenceEquals(connection, target) || !drainQueued)
+            {
+                return; // the session moved on; the queue was for a connection it no longer has
+            }
+
+            foreach (var frame in pending)
+            {
+                Write(target, frame, flush: false);
+            }
+
+            pending.Clear();
+            drainQueued = false;
+            if (pendingFlush)
+            {
+                pendingFlush = false;
+                target.Channel.Flush();
+            }
+        }
+    }
+
+    private static void Write(TcpConnection target, object frame, bool flush)
+    {
+        if (target.Phase != ConnectionPhase.Open || !target.Channel.Active)
+        {
+            return;
+        }
+
+        var message = frame is byte[] payload ? Unpooled.WrappedBuffer(payload) : frame;
+        _ = flush ? target.Channel.WriteAndFlushAsync(message) : target.Channel.WriteAsync(message);
     }
 }

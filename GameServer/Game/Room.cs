@@ -55,6 +55,18 @@ public sealed class Room
         }
     }
 
+    /// <summary>The room as it is now, for one member coming back after a gap (not counted as a tick).</summary>
+    public StateUpdate Snapshot(long serverTimeUnixMs)
+    {
+        PlayerSession[] snapshot;
+        lock (members)
+        {
+            snapshot = members.ToArray();
+        }
+
+        return new StateUpdate(Interlocked.Read(ref tick), serverTimeUnixMs, [.. snapshot.Select(m => m.State)], AfterGap: true);
+    }
+
     /// <summary>
     /// Broadcasts the current state; returns how many members were skipped as not writable, or -1 when the update
     /// would exceed <paramref name="maxFrameBytes"/> (the room is too big for one frame) and nothing was sent.

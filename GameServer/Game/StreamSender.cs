@@ -1,29 +1,31 @@
 using DotNetty.Common.Concurrency;
-using DotNetty.Transport.Channels;
 using GameProtocol;
 using TcpConnections;
 
 namespace GameServer.Game;
 
 /// <summary>
-/// Serves one StreamRequest on the connection's event loop: paced items on a schedule, or as fast as the peer
-/// reads (it pauses while the channel is not writable and resumes on the writability change, so a slow reader
-/// never makes the server queue the whole stream in memory).
+/// Serves one StreamRequest for a session: paced items on a schedule, or as fast as the peer takes them. It sends
+/// through the session, so in version 2 every item is numbered and kept until acknowledged, and it produces only while
+/// the session can take more: the connection is writable (a slow reader never makes the server queue the whole stream)
+/// and the replay buffer has room (a stream never evicts its own unacknowledged items). A detached session's stream
+/// goes on into its buffer until that is full, and continues after the resume.
 /// </summary>
 public sealed class StreamSender
 {
-    private readonly IChannelHandlerContext context;
-    private readonly TcpConnection connection;
+    private readonly PlayerSession session;
     private readonly StreamRequest request;
     private readonly byte[] payload;
     private int next;
     private IScheduledTask? timer;
     private bool resumeQueued;
+    private bool pumping;
+    private bool stopped;
+    private bool blocked;
 
-    public StreamSender(IChannelHandlerContext context, TcpConnection connection, StreamRequest request)
+    public StreamSender(PlayerSession session, StreamRequest request)
     {
-        this.context = context;
-        this.connection = connection;
+        this.session = session;
         this.request = request;
         payload = new byte[request.PayloadBytes];
         for (var i = 0; i < payload.Length; i++)
@@ -39,7 +41,7 @@ public sealed class StreamSender
 
     public void Start() => Pump();
 
-    /// <summary>Called on the event loop when the channel became writable again.</summary>
+    /// <summary>Called on the connection's event loop when the channel became writable again.</summary>
     /// <remarks>
     /// On DotNetty 0.7.6's stock channel it pumps from a task of its own, not inside the writability event: that channel
     /// raises the event from RemoveBytes while it completes a send, outside its guard against re-entry, and a write and
@@ -49,67 +51,123 @@ public sealed class StreamSender
     /// </remarks>
     public void Resume()
     {
-        if (request.IntervalMs == 0 && SocketAccess.TryGetSocket(context.Channel) is null)
+        if (request.IntervalMs > 0)
+        {
+            return;
+        }
+
+        if (session.Connection is { } connection && SocketAccess.TryGetSocket(connection.Channel) is null)
         {
             Pump();
         }
-        else if (request.IntervalMs == 0 && !resumeQueued)
+        else
         {
-            resumeQueued = true;
-            context.Executor.Execute(
-                static s =>
-                {
-                    var sender = (StreamSender)s!;
-                    sender.resumeQueued = false;
-                    sender.Pump();
-                },
-                this);
+            Wake();
         }
+    }
+
+    /// <summary>From any thread: the session can take more (the client acknowledged, or a resume attached it).</summary>
+    public void Wake()
+    {
+        lock (session.Gate)
+        {
+            // A paced stream has its own timer; a wake only matters when that stopped for want of room.
+            if (resumeQueued || stopped || Finished || (request.IntervalMs > 0 && !blocked))
+            {
+                return;
+            }
+
+            resumeQueued = true;
+        }
+
+        session.Executor.Execute(
+            static s =>
+            {
+                var sender = (StreamSender)s!;
+                lock (sender.session.Gate)
+                {
+                    sender.resumeQueued = false;
+                }
+
+                sender.Pump();
+            },
+            this);
     }
 
     public void Stop()
     {
-        timer?.Cancel();
-        next = request.Count;
+        lock (session.Gate)
+        {
+            stopped = true;
+            timer?.Cancel();
+        }
     }
 
     private void Pump()
     {
-        if (connection.Phase != ConnectionPhase.Open || !context.Channel.Active)
+        lock (session.Gate)
         {
-            Stop();
+            if (pumping || stopped || Finished)
+            {
+                return;
+            }
+
+            pumping = true;
+            try
+            {
+                if (request.IntervalMs > 0)
+                {
+                    PumpPaced();
+                }
+                else
+                {
+                    PumpAsFastAsRead();
+                }
+            }
+            finally
+            {
+                pumping = false;
+            }
+        }
+    }
+
+    private void PumpPaced()
+    {
+        // A paced item waits only for room in the replay buffer, not for writability: at its pace it cannot pile up.
+        if (session.Status == SessionStatus.Ended)
+        {
+            stopped = true;
             return;
         }
 
-        if (request.IntervalMs > 0)
+        blocked = session.Replay is { HasRoom: false } || (session.Connection is null && session.Replay is null);
+        if (blocked)
         {
-            if (!Finished)
-            {
-                _ = context.WriteAndFlushAsync(new StreamItem(next++, payload));
-            }
+            return; // the acknowledgement that makes room, or the resume, wakes the stream
+        }
 
-            if (!Finished)
-            {
-                timer = context.Executor.Schedule(static s => ((StreamSender)s!).Pump(), this, TimeSpan.FromMilliseconds(request.IntervalMs));
-            }
-            else
-            {
-                Complete();
-            }
-
+        session.SendReliable(new StreamItem(next++, payload));
+        if (Finished)
+        {
+            Complete();
             return;
         }
 
+        timer = session.Executor.Schedule(static s => ((StreamSender)s!).Pump(), this, TimeSpan.FromMilliseconds(request.IntervalMs));
+    }
+
+    private void PumpAsFastAsRead()
+    {
         var wrote = false;
-        while (!Finished && context.Channel.IsWritable)
+        while (!Finished && session.CanProduce)
         {
-            _ = context.WriteAsync(new StreamItem(next++, payload));
+            session.SendReliable(new StreamItem(next++, payload), flush: false);
             wrote = true;
         }
 
         if (wrote)
         {
-            context.Flush();
+            session.Flush();
             if (Finished)
             {
                 Complete();

@@ -54,11 +54,13 @@ public static class GameServerApp
         AddOptions<HeartbeatOptions>(builder, HeartbeatOptions.Section);
         AddOptions<TcpTimeoutOptions>(builder, TcpTimeoutOptions.Section);
         AddOptions<LimitsOptions>(builder, LimitsOptions.Section);
+        AddOptions<SessionOptions>(builder, SessionOptions.Section);
 
         builder.Services.AddSingleton<GameServerMetrics>();
         builder.Services.AddSingleton<ConnectionRegistry>();
         builder.Services.AddSingleton<GameServices>();
         builder.Services.AddSingleton<RoomManager>();
+        builder.Services.AddSingleton<SessionStore>();
         builder.Services.AddSingleton<GameServerHost>();
         builder.Services.AddSingleton<PrometheusEndpoint>();
 

@@ -9,6 +9,12 @@ public sealed class GameServerMetrics
     public const string MeterName = "GameServer";
 
     private readonly Counter<long> coalescedUpdates;
+    private readonly Counter<long> sessionsResumed;
+    private readonly Counter<long> sessionsExpired;
+    private readonly Counter<long> sessionsTakenOver;
+    private readonly Counter<long> resumesRefused;
+    private readonly Counter<long> messagesReplayed;
+    private readonly Histogram<double> resumeLatency;
 
     public GameServerMetrics(IMeterFactory meterFactory)
     {
@@ -17,11 +23,38 @@ public sealed class GameServerMetrics
         coalescedUpdates = Meter.CreateCounter<long>(
             "gameserver.state_updates.coalesced",
             description: "StateUpdates not sent because the client was not writable; it gets the next tick's instead.");
+        sessionsResumed = Meter.CreateCounter<long>("gameserver.sessions.resumed", description: "Sessions resumed on a new connection after a drop.");
+        sessionsExpired = Meter.CreateCounter<long>(
+            "gameserver.sessions.expired", description: "Sessions kept after a drop whose resume window passed unresumed (resume_expired).");
+        sessionsTakenOver = Meter.CreateCounter<long>(
+            "gameserver.sessions.taken_over", description: "Resumes that took a session over from a connection that still looked alive.");
+        resumesRefused = Meter.CreateCounter<long>("gameserver.sessions.resume_refused", description: "Resumes refused, by Error code.");
+        messagesReplayed = Meter.CreateCounter<long>("gameserver.sessions.replayed", description: "Reliable messages sent again on a resume.");
+        resumeLatency = Meter.CreateHistogram<double>(
+            "gameserver.sessions.resume_latency",
+            unit: "s",
+            description: "From a session's drop to its resume.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60] });
     }
 
     public Meter Meter { get; }
 
     public ConnectionMetrics Connections { get; }
+
+    public void SessionResumed(TimeSpan afterDrop, int replayed, bool tookOver)
+    {
+        sessionsResumed.Add(1);
+        resumeLatency.Record(afterDrop.TotalSeconds);
+        messagesReplayed.Add(replayed);
+        if (tookOver)
+        {
+            sessionsTakenOver.Add(1);
+        }
+    }
+
+    public void SessionExpired() => sessionsExpired.Add(1);
+
+    public void ResumeRefused(string code) => resumesRefused.Add(1, new KeyValuePair<string, object?>("code", code));
 
     public void UpdatesCoalesced(int count)
     {

@@ -17,7 +17,25 @@ public static class GameCloseReasons
     /// <summary>The server was at its connection limit.</summary>
     public static CloseReason ServerFull { get; } = CloseReason.Define("server_full", CloseKind.Abnormal);
 
-    public static IReadOnlyList<CloseReason> All { get; } = [ClientGoodbye, HandshakeTimeout, ServerFull];
+    /// <summary>A resume of this connection's session arrived on another connection, which took the seat over.</summary>
+    public static CloseReason SessionTakenOver { get; } = CloseReason.Define("session_taken_over", CloseKind.Normal);
+
+    /// <summary>A Hello with a resume token was refused (the Error's code says why).</summary>
+    public static CloseReason ResumeRefused { get; } = CloseReason.Define("resume_refused", CloseKind.Abnormal);
+
+    /// <summary>Not a connection's: a session kept after a drop whose resume window passed without a resume.</summary>
+    public static CloseReason ResumeExpired { get; } = CloseReason.Define("resume_expired", CloseKind.Abnormal);
+
+    public static IReadOnlyList<CloseReason> All { get; } =
+        [ClientGoodbye, HandshakeTimeout, ServerFull, SessionTakenOver, ResumeRefused, ResumeExpired];
+
+    /// <summary>
+    /// Closes the peer's side can cause: after one of these a version 2 session is kept for its resume window. A
+    /// Goodbye, a protocol error, a limit, a kick or the server's shutdown end the session at once.
+    /// </summary>
+    public static bool IsResumable(CloseReason? reason) =>
+        reason == CloseReason.PeerReset || reason == CloseReason.PeerClosed || reason == CloseReason.BrokenPipe
+        || reason == CloseReason.TimedOut || reason == CloseReason.HeartbeatTimeout;
 
     /// <summary>Any reason a server or client of this game can record, by its name.</summary>
     public static bool TryParse(string name, out CloseReason reason) => CloseReason.TryParse(name, All, out reason);

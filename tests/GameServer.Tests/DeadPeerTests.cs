@@ -43,7 +43,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true, ReceiveBufferSize = 4096 };
         await socket.ConnectAsync(server);
         var wire = new Wire(socket);
-        await wire.SendRawAsync([.. Wire.Frame(new Hello(Framing.ProtocolVersion, name, null)), .. Wire.Frame(request)]);
+        await wire.SendRawAsync([.. Wire.Frame(new Hello(Framing.ProtocolVersion1, name, null)), .. Wire.Frame(request)]);
         return wire;
     }
 

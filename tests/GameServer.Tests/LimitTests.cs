@@ -31,7 +31,7 @@ public class LimitTests
         await server.AssertAllClosedAsync();
         var ended = server.Logs.Entries.Single(e => e.EventId.Id == 3005); // logged before the registry lets go
         // The burst (100) plus what refilled at 50/s while the flood was read; far from the 1001 frames sent.
-        var handled = int.Parse(System.Text.RegularExpressions.Regex.Match(ended.Message, @"ended: (\d+) messages").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        var handled = int.Parse(System.Text.RegularExpressions.Regex.Match(ended.Message, @"ended \(\w+\): (\d+) messages handled").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
         Assert.InRange(handled, 100, 110);
         await AssertClosedMetricAsync(metricsPort, "rate_limited");
     }

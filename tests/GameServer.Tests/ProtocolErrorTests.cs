@@ -16,7 +16,8 @@ public class ProtocolErrorTests
         { Wire.Frame([0x92, 0x63, 0x90]), ProtocolErrorCodes.UnknownMessage },
         { Wire.Frame([0xc1]), ProtocolErrorCodes.BadMessage },
         { Wire.Frame(new Move(1, 1, 1)), ProtocolErrorCodes.HelloRequired },
-        { Wire.Frame(new Hello(2, "x", null)), ProtocolErrorCodes.UnsupportedVersion },
+        { Wire.Frame(new Hello(3, "x", null)), ProtocolErrorCodes.UnsupportedVersion },
+        { Wire.Frame(new Hello(0, "x", null)), ProtocolErrorCodes.UnsupportedVersion },
         { Wire.Frame(new Hello(1, "", null)), ProtocolErrorCodes.InvalidArgument },
     };
 

@@ -23,8 +23,8 @@ public class RoomTests
 
         for (var i = 0; i < 2000; i++)
         {
-            var leaver = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "a", "a");
-            var joiner = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "b", "b");
+            var leaver = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "a", "a", 1, null, TimeSpan.FromMilliseconds(100));
+            var joiner = new PlayerSession(TcpConnection.Of(new EmbeddedChannel(new ConnectionHandler())), "b", "b", 1, null, TimeSpan.FromMilliseconds(100));
             rooms.Join(leaver, "r");
 
             using var start = new Barrier(2);

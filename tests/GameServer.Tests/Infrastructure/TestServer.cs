@@ -39,7 +39,10 @@ public sealed class TestServer : IAsyncDisposable
         ? transport
         : "sockets";
 
-    public static async Task<TestServer> StartAsync(params string[] settings)
+    public static Task<TestServer> StartAsync(params string[] settings) => StartAsync(time: null, settings);
+
+    /// <summary>As above, on <paramref name="time"/> (a fake clock drives the server's timers) when given.</summary>
+    public static async Task<TestServer> StartAsync(TimeProvider? time, params string[] settings)
     {
         var args = new List<string>
         {
@@ -56,6 +59,11 @@ public sealed class TestServer : IAsyncDisposable
         builder.Logging.ClearProviders();
         builder.Logging.AddProvider(logs);
         builder.Logging.SetMinimumLevel(LogLevel.Debug);
+        if (time is not null)
+        {
+            builder.Services.AddSingleton(time);
+        }
+
         var host = builder.Build();
         await host.StartAsync();
         var endPoint = await host.Services.GetRequiredService<GameServerHost>().Listening;
@@ -84,6 +92,23 @@ public sealed class TestServer : IAsyncDisposable
         }
 
         throw new TimeoutException($"no server connection from {clientLocal}");
+    }
+
+    /// <summary>Waits for a log line of the server's (polling its captured log).</summary>
+    public async Task<CapturingLoggerProvider.LogEntry> WaitForLogAsync(Func<CapturingLoggerProvider.LogEntry, bool> match, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(20));
+        while (DateTime.UtcNow < deadline)
+        {
+            if (Logs.Entries.FirstOrDefault(match) is { } entry)
+            {
+                return entry;
+            }
+
+            await Task.Delay(10);
+        }
+
+        throw new TimeoutException("the server did not log the line awaited");
     }
 
     /// <summary>Waits until every connection has closed, so each test can prove it leaked none.</summary>

@@ -1,0 +1,504 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+using GameProtocol;
+using Microsoft.Extensions.Logging;
+
+namespace GameClient;
+
+/// <summary>A session's connection dropped; the session is trying to resume.</summary>
+public sealed class SessionDisconnectedEventArgs(ClientCloseReport report) : EventArgs
+{
+    /// <summary>How the dropped connection ended, as this side saw it.</summary>
+    public ClientCloseReport Report { get; } = report;
+}
+
+/// <summary>A session resumed on a new connection.</summary>
+public sealed class SessionResumedEventArgs(int attempts, TimeSpan elapsed, int resent) : EventArgs
+{
+    /// <summary>Connections tried, this one included.</summary>
+    public int Attempts { get; } = attempts;
+
+    /// <summary>From the drop being noticed to the resume's Welcome.</summary>
+    public TimeSpan Elapsed { get; } = elapsed;
+
+    /// <summary>Own reliable messages sent again because the server had not received them.</summary>
+    public int Resent { get; } = resent;
+}
+
+/// <summary>A session could not resume and is over.</summary>
+public sealed class SessionResumeFailedEventArgs(string reason, Error? error) : EventArgs
+{
+    public string Reason { get; } = reason;
+
+    /// <summary>The server's refusal, when it refused (its code says why); null when it could not be reached.</summary>
+    public Error? Error { get; } = error;
+}
+
+/// <summary>How a session ended: <c>Reason</c> is <c>goodbye</c>, <c>disposed</c>, <c>server_goodbye</c>, <c>server_error</c> or <c>resume_failed</c>.</summary>
+public sealed record GameSessionEnd(string Reason, Goodbye? ServerGoodbye, Error? Error, ClientCloseReport? LastClose);
+
+/// <summary>
+/// A protocol version 2 session that survives its connections. Every reliable message it sends is numbered and kept
+/// until the server acknowledges it; every reliable message it receives is delivered once, in order, to
+/// <see cref="Incoming"/>, and acknowledged. When the connection drops (a reset, a FIN, a dead server found by the
+/// heartbeat) it reconnects with exponential backoff and jitter and resumes: the server replays what this side has not
+/// received, and this side resends what the server has not. The caller sees <see cref="Disconnected"/> and
+/// <see cref="Resumed"/> and nothing else: no message lost, none twice. A Goodbye or Error from the server, a refused
+/// resume, or running out of attempts or of the resume window ends the session (<see cref="Ended"/>).
+/// </summary>
+public sealed class GameSession : IAsyncDisposable
+{
+    private readonly object gate = new();
+    private readonly GameClientOptions options;
+    private readonly ILogger? logger;
+    private readonly Channel<IMessage> incoming = Channel.CreateUnbounded<IMessage>();
+    private readonly Queue<(long Seq, IMessage Message)> unacknowledged = new();
+    private readonly TaskCompletionSource<GameSessionEnd> ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly CancellationTokenSource lifetime = new();
+    private readonly Timer ackTimer;
+    private GameConnection? connection;
+    private Welcome welcome;
+    private long lastSentSeq;
+    private long lastReceivedSeq;
+    private long lastAckSent;
+    private bool ackScheduled;
+    private bool closing;
+
+    private GameSession(GameClientOptions options, ILogger? logger, GameConnection first)
+    {
+        this.options = options;
+        this.logger = logger;
+        welcome = first.Welcome!;
+        ackTimer = new Timer(static s => ((GameSession)s!).SendDueAck(), this, Timeout.Infinite, Timeout.Infinite);
+    }
+
+    public event EventHandler<SessionDisconnectedEventArgs>? Disconnected;
+
+    public event EventHandler<SessionResumedEventArgs>? Resumed;
+
+    public event EventHandler<SessionResumeFailedEventArgs>? ResumeFailed;
+
+    /// <summary>The newest Welcome (a resume's carries the new token).</summary>
+    public Welcome Welcome
+    {
+        get
+        {
+            lock (gate)
+            {
+                return welcome;
+            }
+        }
+    }
+
+    public string SessionId => Welcome.SessionId;
+
+    /// <summary>The connection that carries the session now; null while it reconnects or after it ended.</summary>
+    public GameConnection? Connection
+    {
+        get
+        {
+            lock (gate)
+            {
+                return connection;
+            }
+        }
+    }
+
+    /// <summary>What the server sent, reliable messages unwrapped, each once and in order; completes when the session ends.</summary>
+    public ChannelReader<IMessage> Incoming => incoming.Reader;
+
+    /// <summary>Completes when the session is over, with how.</summary>
+    public Task<GameSessionEnd> Ended => ended.Task;
+
+    public long LastReceivedSeq => Interlocked.Read(ref lastReceivedSeq);
+
+    public long LastSentSeq => Interlocked.Read(ref lastSentSeq);
+
+    /// <summary>Own reliable messages the server has not acknowledged yet.</summary>
+    public int Unacknowledged
+    {
+        get
+        {
+            lock (gate)
+            {
+                return unacknowledged.Count;
+            }
+        }
+    }
+
+    /// <summary>Reliable messages received again (replayed after a resume) and dropped.</summary>
+    public long DuplicatesDropped { get; private set; }
+
+    public int Resumes { get; private set; }
+
+    /// <summary>Connects, says Hello with version 2 and starts the session.</summary>
+    public static async Task<GameSession> ConnectAsync(GameClientOptions options, ILogger? logger = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var own = options.Clone();
+        own.ProtocolVersion = Framing.ProtocolVersion2;
+        var first = await GameConnection.ConnectAsync(own, logger, cancellationToken);
+        var session = new GameSession(own, logger, first);
+        session.Start(first);
+        return session;
+    }
+
+    /// <summary>
+    /// Sends a message. A reliable one (Echo, JoinRoom, Move, StreamRequest) is numbered and kept until acknowledged:
+    /// while the session is reconnecting it waits and goes out after the resume. Others (Ping) go only on a live connection.
+    /// </summary>
+    public Task SendAsync(IMessage message)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        Task write;
+        lock (gate)
+        {
+            if (ended.Task.IsCompleted || closing)
+            {
+                throw new GameClientException("the session is over");
+            }
+
+            if (!Framing.IsReliable(message))
+            {
+                write = connection?.SendAsync(message) ?? Task.CompletedTask;
+            }
+            else
+            {
+                if (unacknowledged.Count >= options.MaxUnacknowledged)
+                {
+                    throw new GameClientException($"{unacknowledged.Count} reliable messages are unacknowledged (GameClientOptions.MaxUnacknowledged)");
+                }
+
+                var seq = Interlocked.Increment(ref lastSentSeq);
+                unacknowledged.Enqueue((seq, message));
+
+                // Written under the lock, so the wire order is the sequence order whoever calls.
+                write = connection is { } live ? WriteReliable(live, seq, message) : Task.CompletedTask;
+            }
+        }
+
+        return Quietly(write);
+    }
+
+    /// <summary>Leaves with the Goodbye handshake; returns the server's Goodbye (null when no connection was up).</summary>
+    public async Task<Goodbye?> GoodbyeAsync(string reason = "bye")
+    {
+        GameConnection? live;
+        lock (gate)
+        {
+            closing = true;
+            live = connection;
+        }
+
+        if (live is null)
+        {
+            Finish(new GameSessionEnd("goodbye", null, null, null));
+            return null;
+        }
+
+        var goodbye = await live.GoodbyeAsync(reason);
+        Finish(new GameSessionEnd("goodbye", goodbye, null, await live.Closed));
+        return goodbye;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        GameConnection? live;
+        lock (gate)
+        {
+            closing = true;
+            live = connection;
+        }
+
+        if (live is not null)
+        {
+            await live.DisposeAsync();
+        }
+
+        Finish(new GameSessionEnd("disposed", null, null, null));
+        await ackTimer.DisposeAsync();
+        lifetime.Dispose();
+    }
+
+    private void Start(GameConnection next)
+    {
+        lock (gate)
+        {
+            connection = next;
+        }
+
+        _ = Task.Run(() => PumpAsync(next));
+    }
+
+    private async Task PumpAsync(GameConnection from)
+    {
+        Goodbye? serverGoodbye = null;
+        Error? serverError = null;
+        await foreach (var message in from.Incoming.ReadAllAsync())
+        {
+            switch (message)
+            {
+                case Reliable reliable:
+                    OnReliable(from, reliable);
+                    serverError ??= reliable.Message as Error;
+                    break;
+                case Ack ack:
+                    lock (gate)
+                    {
+                        Trim(ack.Received);
+                    }
+
+                    break;
+                case Ping or Pong or GameProtocol.Welcome:
+                    break; // the connection's heartbeat answers and consumes these
+                case Goodbye goodbye:
+                    serverGoodbye = goodbye;
+                    incoming.Writer.TryWrite(goodbye);
+                    break;
+                case Error error:
+                    serverError = error;
+                    incoming.Writer.TryWrite(error);
+                    break;
+                default:
+                    incoming.Writer.TryWrite(message);
+                    break;
+            }
+        }
+
+        var report = await from.Closed;
+        await OnConnectionEndedAsync(from, report, serverGoodbye, serverError);
+    }
+
+    private void OnReliable(GameConnection from, Reliable reliable)
+    {
+        lock (gate)
+        {
+            if (!ReferenceEquals(from, connection))
+            {
+                return;
+            }
+
+            Trim(reliable.Ack);
+            if (reliable.Seq <= lastReceivedSeq)
+            {
+                DuplicatesDropped++;
+                return;
+            }
+
+            if (reliable.Seq != lastReceivedSeq + 1)
+            {
+                // The server skipped a number: a broken server. Never deliver around a hole.
+                if (logger is not null)
+                {
+                    Log.SequenceGap(logger, welcome.SessionId, reliable.Seq, lastReceivedSeq);
+                }
+
+                closing = true;
+                _ = from.CloseAsync(ClientCloseMode.Abort);
+                Finish(new GameSessionEnd("sequence_gap", null, null, null));
+                return;
+            }
+
+            Interlocked.Exchange(ref lastReceivedSeq, reliable.Seq);
+            incoming.Writer.TryWrite(reliable.Message);
+            if (lastReceivedSeq - lastAckSent >= options.AckEveryMessages)
+            {
+                SendAckLocked();
+            }
+            else if (!ackScheduled)
+            {
+                ackScheduled = true;
+                ackTimer.Change(options.AckDelayMs, Timeout.Infinite);
+            }
+        }
+    }
+
+    private async Task OnConnectionEndedAsync(GameConnection from, ClientCloseReport report, Goodbye? serverGoodbye, Error? serverError)
+    {
+        bool resume;
+        lock (gate)
+        {
+            if (!ReferenceEquals(from, connection))
+            {
+                return;
+            }
+
+            connection = null;
+            resume = !closing && serverGoodbye is null && serverError is null && options.ReconnectAttempts > 0
+                && !string.IsNullOrEmpty(welcome.ResumeToken);
+        }
+
+        if (!resume)
+        {
+            var why = closing ? "closed" : serverGoodbye is not null ? "server_goodbye" : serverError is not null ? "server_error" : "disconnected";
+            Finish(new GameSessionEnd(why, serverGoodbye, serverError, report));
+            return;
+        }
+
+        Disconnected?.Invoke(this, new SessionDisconnectedEventArgs(report));
+        await ReconnectAsync(report);
+    }
+
+    private async Task ReconnectAsync(ClientCloseReport dropped)
+    {
+        var since = Stopwatch.StartNew();
+        var window = TimeSpan.FromMilliseconds(options.ResumeWindowMs > 0 ? options.ResumeWindowMs : Welcome.ResumeWindowMs);
+        for (var attempt = 1; attempt <= options.ReconnectAttempts; attempt++)
+        {
+            var delay = Backoff(attempt);
+            if (since.Elapsed + delay > window)
+            {
+                break;
+            }
+
+            try
+            {
+                await Task.Delay(delay, lifetime.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return; // disposed meanwhile
+            }
+
+            string token;
+            long has;
+            lock (gate)
+            {
+                if (closing)
+                {
+                    return;
+                }
+
+                token = welcome.ResumeToken!;
+                has = lastReceivedSeq;
+            }
+
+            GameConnection next;
+            try
+            {
+                next = await GameConnection.ConnectAsync(options, token, has, logger, lifetime.Token);
+            }
+            catch (GameClientException ex) when (ex.Error is { } refusal)
+            {
+                Fail($"the server refused the resume: {refusal.Code}: {refusal.Message}", refusal, dropped);
+                return;
+            }
+            catch (Exception ex) when (ex is GameClientException or OperationCanceledException or ObjectDisposedException)
+            {
+                if (logger is not null)
+                {
+                    Log.ResumeAttemptFailed(logger, Welcome.SessionId, attempt, ex.Message);
+                }
+
+                continue;
+            }
+
+            if (!next.Welcome!.Resumed)
+            {
+                await next.DisposeAsync();
+                Fail("the server answered the resume with a new session", null, dropped);
+                return;
+            }
+
+            int resent;
+            lock (gate)
+            {
+                if (closing)
+                {
+                    _ = next.DisposeAsync().AsTask();
+                    return;
+                }
+
+                welcome = next.Welcome;
+                Trim(next.Welcome.LastReceivedSeq);
+                connection = next;
+                resent = 0;
+                foreach (var (seq, message) in unacknowledged)
+                {
+                    _ = Quietly(WriteReliable(next, seq, message));
+                    resent++;
+                }
+
+                Resumes++;
+            }
+
+            _ = Task.Run(() => PumpAsync(next));
+            Resumed?.Invoke(this, new SessionResumedEventArgs(attempt, since.Elapsed, resent));
+            return;
+        }
+
+        Fail($"no resume within {options.ReconnectAttempts} attempts and {window.TotalMilliseconds:0} ms", null, dropped);
+    }
+
+    private TimeSpan Backoff(int attempt)
+    {
+        // Exponential, capped, and drawn between half and all of it so that clients dropped together do not return together.
+        var ceiling = Math.Min(options.ReconnectMaxDelayMs, options.ReconnectBaseDelayMs * Math.Pow(2, attempt - 1));
+        return TimeSpan.FromMilliseconds(ceiling * (0.5 + (Random.Shared.NextDouble() * 0.5)));
+    }
+
+    private void Fail(string reason, Error? error, ClientCloseReport dropped)
+    {
+        ResumeFailed?.Invoke(this, new SessionResumeFailedEventArgs(reason, error));
+        Finish(new GameSessionEnd("resume_failed", null, error, dropped));
+    }
+
+    private void Finish(GameSessionEnd end)
+    {
+        if (ended.TrySetResult(end))
+        {
+            incoming.Writer.TryComplete();
+            lifetime.Cancel();
+        }
+    }
+
+    /// <summary>The server has everything up to <paramref name="ack"/>. Under the lock.</summary>
+    private void Trim(long ack)
+    {
+        while (unacknowledged.Count > 0 && unacknowledged.Peek().Seq <= ack)
+        {
+            unacknowledged.Dequeue();
+        }
+    }
+
+    /// <summary>Under the lock: every Reliable carries our acknowledgement of the server's messages.</summary>
+    private Task WriteReliable(GameConnection live, long seq, IMessage message)
+    {
+        lastAckSent = lastReceivedSeq;
+        return live.SendAsync(new Reliable(seq, lastReceivedSeq, message));
+    }
+
+    private void SendDueAck()
+    {
+        lock (gate)
+        {
+            ackScheduled = false;
+            if (lastAckSent < lastReceivedSeq)
+            {
+                SendAckLocked();
+            }
+        }
+    }
+
+    private void SendAckLocked()
+    {
+        if (connection is { } live)
+        {
+            lastAckSent = lastReceivedSeq;
+            _ = Quietly(live.SendAsync(new Ack(lastReceivedSeq)));
+        }
+    }
+
+    /// <summary>A write that fails because its connection died is not an error here: the message is resent on resume.</summary>
+    private static async Task Quietly(Task write)
+    {
+        try
+        {
+            await write;
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The drop is handled by the pump; the message stays in the unacknowledged queue until acknowledged.
+        }
+    }
+}
