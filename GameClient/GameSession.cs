@@ -34,7 +34,11 @@ public sealed class SessionResumeFailedEventArgs(string reason, Error? error) : 
     public Error? Error { get; } = error;
 }
 
-/// <summary>How a session ended: <c>Reason</c> is <c>goodbye</c>, <c>disposed</c>, <c>server_goodbye</c>, <c>server_error</c> or <c>resume_failed</c>.</summary>
+/// <summary>
+/// How a session ended. <c>Reason</c>: <c>goodbye</c> (this side's Goodbye), <c>disposed</c>, <c>server_goodbye</c>
+/// (the server said Goodbye first: shutdown, a takeover by another resume), <c>server_error</c>, <c>resume_failed</c>,
+/// <c>disconnected</c> (a drop with resume off) or <c>sequence_gap</c> (the server skipped a sequence number).
+/// </summary>
 public sealed record GameSessionEnd(string Reason, Goodbye? ServerGoodbye, Error? Error, ClientCloseReport? LastClose);
 
 /// <summary>
@@ -196,9 +200,16 @@ public sealed class GameSession : IAsyncDisposable
             return null;
         }
 
-        var goodbye = await live.GoodbyeAsync(reason);
-        Finish(new GameSessionEnd("goodbye", goodbye, null, await live.Closed));
-        return goodbye;
+        try
+        {
+            var goodbye = await live.GoodbyeAsync(reason);
+            Finish(new GameSessionEnd("goodbye", goodbye, null, await live.Closed));
+            return goodbye;
+        }
+        finally
+        {
+            Finish(new GameSessionEnd("goodbye", null, null, live.Closed.IsCompletedSuccessfully ? live.Closed.Result : null));
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -324,13 +335,18 @@ public sealed class GameSession : IAsyncDisposable
             }
 
             connection = null;
-            resume = !closing && serverGoodbye is null && serverError is null && options.ReconnectAttempts > 0
+            if (closing)
+            {
+                return; // the Goodbye or the dispose that set it finishes the session
+            }
+
+            resume = serverGoodbye is null && serverError is null && options.ReconnectAttempts > 0
                 && !string.IsNullOrEmpty(welcome.ResumeToken);
         }
 
         if (!resume)
         {
-            var why = closing ? "closed" : serverGoodbye is not null ? "server_goodbye" : serverError is not null ? "server_error" : "disconnected";
+            var why = serverGoodbye is not null ? "server_goodbye" : serverError is not null ? "server_error" : "disconnected";
             Finish(new GameSessionEnd(why, serverGoodbye, serverError, report));
             return;
         }

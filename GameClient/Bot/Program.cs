@@ -62,7 +62,7 @@ var root = new RootCommand("Plays a short session against a game server and prin
 root.Validators.Add(result =>
 {
     if (result.GetValue(resume)
-        && (result.GetValue(close) != ClientCloseMode.Goodbye.ToName() || result.GetValue(connections) != 1 || result.GetValue(flood) || result.GetValue(stopReading)))
+        && ((result.GetValue(close) ?? "goodbye") != ClientCloseMode.Goodbye.ToName() || result.GetValue(connections) > 1 || result.GetValue(flood) || result.GetValue(stopReading)))
     {
         result.AddError("--resume plays one session to its Goodbye: it takes neither --close other than goodbye, --connections above 1, --flood nor --stop-reading");
     }

@@ -17,7 +17,7 @@ namespace GameServer.Tests;
 /// for its window; a resume replays what the client missed, the client resends what the server missed, and each side
 /// drops duplicates by sequence number. Every case checks items and sequence numbers, not only counts.
 /// </summary>
-public class ResumeTests(ITestOutputHelper output)
+public partial class ResumeTests(ITestOutputHelper output)
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(30);
 
@@ -56,6 +56,53 @@ public class ResumeTests(ITestOutputHelper output)
         Assert.Equal("client_goodbye", goodbye!.Reason);
         await server.AssertAllClosedAsync();
         Assert.Equal(0, Sessions(server).Count);
+    }
+
+    [Fact]
+    public async Task APulledCable_TheClientFindsTheDeadConnection_AndResumesOnANewOne_EverythingExactlyOnce()
+    {
+        // Server and bot in a private namespace; once the bot streams and echoes, every packet of its connection is
+        // dropped both ways. Its heartbeat finds the dead server, it reconnects (a new port: the firewall rule does
+        // not touch it) and resumes, whether the server has noticed the old connection yet or takes it over.
+        using var ns = NetNamespace.Create();
+        using var server = BotProcess.StartIn(
+            ns.Name,
+            BotProcess.BuiltDll("GameServer", "GameServer.dll"),
+            ["--Server:Port=7777", "--Metrics:Port=0", $"--Server:Transport={TestServer.DefaultTransport}", "--Heartbeat:IntervalMs=300", "--Heartbeat:Misses=3"]);
+        await server.WaitForLineAsync(l => l.Contains("Game server listening on", StringComparison.Ordinal));
+        using var bot = BotProcess.StartIn(
+            ns.Name,
+            BotProcess.BuiltDll("GameClient", "Bot", "GameClient.Bot.dll"),
+            ["--resume", "--port", "7777", "--name", "cable", "--room", "r", "--moves", "3", "--stream", "400", "--stream-payload", "100",
+                "--stream-interval-ms", "10", "--echo", "50", "--quiet", "--transport", TestServer.DefaultTransport]);
+        var welcome = await bot.WaitForLineAsync(l => l.StartsWith("welcome ", StringComparison.Ordinal));
+        var port = int.Parse(LocalPort().Match(welcome).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+        await bot.WaitReadyAsync();
+
+        ns.PullCable(port);
+        string resumed, stream, echoes, end;
+        try
+        {
+            resumed = await bot.WaitForLineAsync(l => l.StartsWith("resumed ", StringComparison.Ordinal), TimeSpan.FromSeconds(30));
+            stream = await bot.WaitForLineAsync(l => l.StartsWith("stream items=", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            echoes = await bot.WaitForLineAsync(l => l.StartsWith("echoes ", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+            end = await bot.WaitForLineAsync(l => l.StartsWith("session_end ", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        }
+        finally
+        {
+            output.WriteLine(bot.Output);
+            output.WriteLine(string.Join(Environment.NewLine, server.Output.Split('\n').Where(l => l.Contains("Session", StringComparison.Ordinal) || l.Contains("closed:", StringComparison.Ordinal))));
+        }
+
+        Assert.Equal(0, await bot.WaitExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.DoesNotContain($":{port}", resumed, StringComparison.Ordinal);
+        Assert.Equal("stream items=400 of=400 exactly_once=true", stream);
+        Assert.Equal("echoes answered=50 of=50 exactly_once=true", echoes);
+        Assert.StartsWith("session_end reason=goodbye resumes=1 ", end, StringComparison.Ordinal);
+        var serverResumed = await server.WaitForLineAsync(l => l.Contains(" resumed on connection ", StringComparison.Ordinal), TimeSpan.FromSeconds(10));
+        output.WriteLine(serverResumed);
+        server.Signal(15);
+        await server.WaitExitAsync();
     }
 
     [Fact]
@@ -491,4 +538,7 @@ public class ResumeTests(ITestOutputHelper output)
         listener.Start();
         return listener;
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"local=[^ ]*:(\d+)")]
+    private static partial System.Text.RegularExpressions.Regex LocalPort();
 }
