@@ -60,6 +60,7 @@ public sealed class GameSession : IAsyncDisposable
     private readonly TaskCompletionSource<GameSessionEnd> ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource lifetime = new();
     private readonly Timer ackTimer;
+    private readonly List<GameConnection> abandoned = [];
     private GameConnection? connection;
     private Welcome welcome;
     private long lastSentSeq;
@@ -212,6 +213,42 @@ public sealed class GameSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Ends the current connection in <paramref name="mode"/> as a network would, for tests and the load suite's
+    /// chaos: the session then resumes on its own. <see cref="ClientCloseMode.Silent"/> abandons the socket without a
+    /// word (a phone that changed networks: the old socket lingers, unread and unanswered) and reconnects at once, so
+    /// the resume takes over a connection the server still thinks alive.
+    /// </summary>
+    public async Task DropConnectionAsync(ClientCloseMode mode)
+    {
+        GameConnection? live;
+        lock (gate)
+        {
+            live = connection;
+            if (live is null || closing)
+            {
+                return;
+            }
+
+            if (mode == ClientCloseMode.Silent)
+            {
+                connection = null; // its pump now ignores it, whatever happens to it
+                abandoned.Add(live);
+            }
+        }
+
+        if (mode != ClientCloseMode.Silent)
+        {
+            await live.CloseAsync(mode);
+            return;
+        }
+
+        _ = live.CloseAsync(ClientCloseMode.Silent); // completes only when the server gives up on it
+        var report = new ClientCloseReport(TcpConnections.CloseReason.LocalClose, 0, "abandoned", live.FramesReceived, live.FramesSent, null, null);
+        Disconnected?.Invoke(this, new SessionDisconnectedEventArgs(report));
+        await ReconnectAsync(report);
+    }
+
     public async ValueTask DisposeAsync()
     {
         GameConnection? live;
@@ -227,6 +264,7 @@ public sealed class GameSession : IAsyncDisposable
         }
 
         Finish(new GameSessionEnd("disposed", null, null, null));
+        await DisposeAbandonedAsync();
         await ackTimer.DisposeAsync();
         lifetime.Dispose();
     }
@@ -440,10 +478,28 @@ public sealed class GameSession : IAsyncDisposable
 
             _ = Task.Run(() => PumpAsync(next));
             Resumed?.Invoke(this, new SessionResumedEventArgs(attempt, since.Elapsed, resent));
+
+            // The server has taken the session over from any socket this side abandoned: those can go now.
+            await DisposeAbandonedAsync();
             return;
         }
 
         Fail($"no resume within {options.ReconnectAttempts} attempts and {window.TotalMilliseconds:0} ms", null, dropped);
+    }
+
+    private async Task DisposeAbandonedAsync()
+    {
+        GameConnection[] old;
+        lock (gate)
+        {
+            old = [.. abandoned];
+            abandoned.Clear();
+        }
+
+        foreach (var connection in old)
+        {
+            await connection.DisposeAsync();
+        }
     }
 
     private TimeSpan Backoff(int attempt)

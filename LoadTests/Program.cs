@@ -47,7 +47,7 @@ GameClientOptions Client(string name) => new()
 var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
 var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
 
-Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), {settings.DurationSeconds} s");
+Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), resume {settings.ResumeRate}/s, {settings.DurationSeconds} s");
 using var http = new HttpClient();
 var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
 
@@ -55,6 +55,9 @@ var closedBefore = settings.Metrics is null ? null : await ReadClosedAsync(http,
 var botDll = Path.GetFullPath(Path.Combine(AppContext.BaseDirectory, "..", "..", "..", "..", "GameClient", "Bot", "bin",
     new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameClient.Bot.dll"));
 var chaos = new ChaosScenario(Client, botDll, settings.ChaosBotConnections);
+var resume = new ResumeScenario(Client);
+var resumedBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total");
+var reliableBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total");
 
 var result = await LoadRunner
     .RegisterScenarios(
@@ -65,7 +68,8 @@ var result = await LoadRunner
             [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
             TimeSpan.FromSeconds(settings.WarmUpSeconds)),
         GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
-        chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]))
+        chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]),
+        resume.Create([new LoadSimulation.Inject(settings.ResumeRate, TimeSpan.FromSeconds(1), duration)]))
     .WithReportFolder(settings.ReportFolder)
     .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
     .WithThresholds(
@@ -100,15 +104,38 @@ if (settings.Metrics is not null && baseline is not null)
     Console.WriteLine();
     Console.WriteLine("| close reason | expected | observed on the server |");
     Console.WriteLine("|---|---:|---:|");
-    foreach (var reason in closedAfter.Keys.Union(chaos.Expected.Keys).Order(StringComparer.Ordinal))
+    foreach (var reason in closedAfter.Keys.Union(chaos.Expected.Keys).Union(resume.Expected.Keys).Order(StringComparer.Ordinal))
     {
         var observed = closedAfter.GetValueOrDefault(reason) - (closedBefore?.GetValueOrDefault(reason) ?? 0);
-        var expected = chaos.Expected.GetValueOrDefault(reason) + (reason == "client_goodbye" ? GameScenarios.Goodbyes : 0);
+        var expected = chaos.Expected.GetValueOrDefault(reason) + resume.Expected.GetValueOrDefault(reason)
+            + (reason == "client_goodbye" ? GameScenarios.Goodbyes : 0);
         Console.WriteLine($"| {reason} | {expected} | {observed} |");
         if (observed != expected)
         {
             problems.Add($"close reason {reason}: expected {expected}, the server reports {observed}");
         }
+    }
+}
+
+if (settings.Metrics is not null && resumedBefore is not null)
+{
+    // The resume victims' own checks cover what they received; the server's counts cover what it handled: every
+    // resume it made, and every reliable message once (a Move applied twice or lost would show here).
+    var resumedObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total") - resumedBefore;
+    var reliableObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total") - reliableBefore;
+    Console.WriteLine();
+    Console.WriteLine("| resume check | expected | observed on the server |");
+    Console.WriteLine("|---|---:|---:|");
+    Console.WriteLine($"| sessions resumed | {resume.Resumes} | {resumedObserved} |");
+    Console.WriteLine($"| reliable messages handled | {resume.ReliableSent} | {reliableObserved} |");
+    if (resumedObserved != resume.Resumes)
+    {
+        problems.Add($"sessions resumed: the victims saw {resume.Resumes}, the server reports {resumedObserved}");
+    }
+
+    if (reliableObserved != resume.ReliableSent)
+    {
+        problems.Add($"reliable messages: the victims sent {resume.ReliableSent}, the server handled {reliableObserved}");
     }
 }
 
@@ -156,6 +183,7 @@ static Process StartServer(int port, int metricsPort, IReadOnlyList<string> extr
         // Every connection's close reason and every session's player name, so a mismatch in the close-reason table
         // can be traced to the victims it concerns.
         "--Logging:LogLevel:GameServer.Connection=Information", "--Logging:LogLevel:GameServer.Game.SessionHandler=Information",
+        "--Logging:LogLevel:GameServer.Game.SessionStore=Information",
     }.Concat(extra))
     {
         info.ArgumentList.Add(arg);
@@ -237,6 +265,9 @@ namespace LoadTests
         /// <summary>Victims per second in the chaos scenario.</summary>
         public int ChaosRate { get; init; } = 2;
 
+        /// <summary>Resume victims per second: version 2 sessions dropped mid-stream (RST, FIN, a silently abandoned socket) that resume.</summary>
+        public int ResumeRate { get; init; } = 1;
+
         /// <summary>Connections each bot victim process holds (exit-without-close and SIGKILL end them all at once).</summary>
         public int ChaosBotConnections { get; init; } = 4;
 
@@ -272,6 +303,7 @@ namespace LoadTests
                     "--churn-rate" => settings with { ChurnRate = NextInt() },
                     "--chaos-rate" => settings with { ChaosRate = NextInt() },
                     "--chaos-bot-connections" => settings with { ChaosBotConnections = NextInt() },
+                    "--resume-rate" => settings with { ResumeRate = NextInt() },
                     "--room-size" => settings with { RoomSize = NextInt() },
                     "--tick-ms" => settings with { ClientTickMs = NextInt() },
                     "--warm-up" => settings with { WarmUpSeconds = NextInt() },
@@ -286,6 +318,7 @@ namespace LoadTests
                     },
                     var other when other.StartsWith("--Server:", StringComparison.Ordinal) || other.StartsWith("--Limits:", StringComparison.Ordinal)
                         || other.StartsWith("--Game:", StringComparison.Ordinal) || other.StartsWith("--Heartbeat:", StringComparison.Ordinal)
+                        || other.StartsWith("--Session:", StringComparison.Ordinal) || other.StartsWith("--Connection:", StringComparison.Ordinal)
                         => settings with { ServerArgs = [.. settings.ServerArgs, other] },
                     var other => throw new ArgumentException($"unknown option {other}"),
                 };
@@ -309,7 +342,7 @@ namespace LoadTests
             Require(Copies >= 0, "--copies must not be negative");
             Require(RoomSize >= 1, "--room-size must be at least 1");
             Require(ClientTickMs >= 1, "--tick-ms must be at least 1");
-            Require(ChurnRate >= 0 && ChaosRate >= 0, "rates must not be negative");
+            Require(ChurnRate >= 0 && ChaosRate >= 0 && ResumeRate >= 0, "rates must not be negative");
             Require(ChaosBotConnections is >= 1 and <= 10_000, "--chaos-bot-connections must be between 1 and 10000");
             Require(MaxFailPercent >= 0 && MaxEchoP99Ms > 0, "threshold bounds must be positive");
             Require(

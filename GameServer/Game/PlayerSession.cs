@@ -8,6 +8,19 @@ using TcpConnections;
 
 namespace GameServer.Game;
 
+/// <summary>What to do with an inbound reliable message.</summary>
+public enum ReliableVerdict
+{
+    /// <summary>The next in sequence: handle it.</summary>
+    Handle,
+
+    /// <summary>Already handled (a resend after a resume): drop it.</summary>
+    Duplicate,
+
+    /// <summary>From a connection that no longer carries the session (taken over): drop it.</summary>
+    NotOurs,
+}
+
 /// <summary>Where a session is in its life.</summary>
 public enum SessionStatus
 {
@@ -205,21 +218,22 @@ public sealed class PlayerSession
 
     /// <summary>
     /// Takes a reliable message's number and acknowledgement (call with <see cref="Gate"/> held, on the connection's
-    /// loop). Returns false when it must not be handled: a duplicate of one handled before (a resend after a resume),
-    /// or a message from a connection that no longer carries the session. A gap is a protocol error.
+    /// loop). Only <see cref="ReliableVerdict.Handle"/> may be handled: a duplicate of one handled before (a resend
+    /// after a resume) or a message from a connection that no longer carries the session is dropped. A gap is a
+    /// protocol error.
     /// </summary>
-    public bool TryAcceptReliable(TcpConnection from, long seq, long ack)
+    public ReliableVerdict AcceptReliable(TcpConnection from, long seq, long ack)
     {
         if (!ReferenceEquals(connection, from) || Status != SessionStatus.Attached)
         {
-            return false;
+            return ReliableVerdict.NotOurs;
         }
 
         AcceptAck(from, ack);
         if (seq <= lastReceivedSeq)
         {
             DuplicatesDropped++;
-            return false;
+            return ReliableVerdict.Duplicate;
         }
 
         if (seq != lastReceivedSeq + 1)
@@ -230,7 +244,7 @@ public sealed class PlayerSession
 
         lastReceivedSeq = seq;
         ScheduleAck();
-        return true;
+        return ReliableVerdict.Handle;
     }
 
     /// <summary>The client's cumulative acknowledgement: what it has is dropped from the replay buffer.</summary>

@@ -179,7 +179,9 @@ public sealed class SessionHandler : ChannelHandlerAdapter
                 // Numbered and handled under the session's lock, so a takeover cannot interleave another connection's.
                 lock (player.Gate)
                 {
-                    if (player.TryAcceptReliable(state, reliable.Seq, reliable.Ack))
+                    var verdict = player.AcceptReliable(state, reliable.Seq, reliable.Ack);
+                    services.Metrics.ReliableReceived(verdict);
+                    if (verdict == ReliableVerdict.Handle)
                     {
                         HandleReliable(reliable.Message);
                     }

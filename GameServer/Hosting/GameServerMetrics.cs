@@ -15,6 +15,8 @@ public sealed class GameServerMetrics
     private readonly Counter<long> resumesRefused;
     private readonly Counter<long> messagesReplayed;
     private readonly Histogram<double> resumeLatency;
+    private readonly Counter<long> reliableHandled;
+    private readonly Counter<long> reliableDuplicates;
 
     public GameServerMetrics(IMeterFactory meterFactory)
     {
@@ -30,6 +32,10 @@ public sealed class GameServerMetrics
             "gameserver.sessions.taken_over", description: "Resumes that took a session over from a connection that still looked alive.");
         resumesRefused = Meter.CreateCounter<long>("gameserver.sessions.resume_refused", description: "Resumes refused, by Error code.");
         messagesReplayed = Meter.CreateCounter<long>("gameserver.sessions.replayed", description: "Reliable messages sent again on a resume.");
+        reliableHandled = Meter.CreateCounter<long>(
+            "gameserver.sessions.reliable_handled", description: "Reliable messages from version 2 clients handled (each sequence number once).");
+        reliableDuplicates = Meter.CreateCounter<long>(
+            "gameserver.sessions.reliable_duplicates", description: "Reliable messages from version 2 clients dropped as already handled (resent after a resume).");
         resumeLatency = Meter.CreateHistogram<double>(
             "gameserver.sessions.resume_latency",
             unit: "s",
@@ -53,6 +59,18 @@ public sealed class GameServerMetrics
     }
 
     public void SessionExpired() => sessionsExpired.Add(1);
+
+    public void ReliableReceived(Game.ReliableVerdict verdict)
+    {
+        if (verdict == Game.ReliableVerdict.Handle)
+        {
+            reliableHandled.Add(1);
+        }
+        else if (verdict == Game.ReliableVerdict.Duplicate)
+        {
+            reliableDuplicates.Add(1);
+        }
+    }
 
     public void ResumeRefused(string code) => resumesRefused.Add(1, new KeyValuePair<string, object?>("code", code));
 
