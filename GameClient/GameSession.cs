@@ -249,17 +249,36 @@ public sealed class GameSession : IAsyncDisposable
         await ReconnectAsync(report);
     }
 
+    /// <summary>
+    /// Ends the session: with the Goodbye handshake when a connection is up (a bare close would look like a drop, and
+    /// the server would keep the seat for its resume window), then closes what is left.
+    /// </summary>
     public async ValueTask DisposeAsync()
     {
         GameConnection? live;
+        bool wasClosing;
         lock (gate)
         {
+            wasClosing = closing;
             closing = true;
             live = connection;
+            connection = null;
         }
 
         if (live is not null)
         {
+            if (!wasClosing && live.Channel.Active)
+            {
+                try
+                {
+                    await live.GoodbyeAsync("disposed");
+                }
+                catch (GameClientException)
+                {
+                    // No answer in time: the close below is all that is left.
+                }
+            }
+
             await live.DisposeAsync();
         }
 
@@ -315,14 +334,26 @@ public sealed class GameSession : IAsyncDisposable
         }
 
         var report = await from.Closed;
-        await OnConnectionEndedAsync(from, report, serverGoodbye, serverError);
+        try
+        {
+            await OnConnectionEndedAsync(from, report, serverGoodbye, serverError);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // Whatever went wrong, the session must not hang: it ends, and says why.
+            Finish(new GameSessionEnd("resume_failed", null, null, report));
+            if (logger is not null)
+            {
+                Log.ReconnectFailed(logger, SessionId, ex.Message);
+            }
+        }
     }
 
     private void OnReliable(GameConnection from, Reliable reliable)
     {
         lock (gate)
         {
-            if (!ReferenceEquals(from, connection))
+            if (!ReferenceEquals(from, connection) || closing && ended.Task.IsCompleted)
             {
                 return;
             }
@@ -357,7 +388,14 @@ public sealed class GameSession : IAsyncDisposable
             else if (!ackScheduled)
             {
                 ackScheduled = true;
-                ackTimer.Change(options.AckDelayMs, Timeout.Infinite);
+                try
+                {
+                    ackTimer.Change(options.AckDelayMs, Timeout.Infinite);
+                }
+                catch (ObjectDisposedException)
+                {
+                    // Disposed meanwhile: nothing to acknowledge any more.
+                }
             }
         }
     }
@@ -389,7 +427,7 @@ public sealed class GameSession : IAsyncDisposable
             return;
         }
 
-        Disconnected?.Invoke(this, new SessionDisconnectedEventArgs(report));
+        Raise(Disconnected, new SessionDisconnectedEventArgs(report));
         await ReconnectAsync(report);
     }
 
@@ -397,6 +435,16 @@ public sealed class GameSession : IAsyncDisposable
     {
         var since = Stopwatch.StartNew();
         var window = TimeSpan.FromMilliseconds(options.ResumeWindowMs > 0 ? options.ResumeWindowMs : Welcome.ResumeWindowMs);
+        CancellationToken stop;
+        try
+        {
+            stop = lifetime.Token;
+        }
+        catch (ObjectDisposedException)
+        {
+            return; // disposed meanwhile
+        }
+
         for (var attempt = 1; attempt <= options.ReconnectAttempts; attempt++)
         {
             var delay = Backoff(attempt);
@@ -407,7 +455,7 @@ public sealed class GameSession : IAsyncDisposable
 
             try
             {
-                await Task.Delay(delay, lifetime.Token);
+                await Task.Delay(delay, stop);
             }
             catch (OperationCanceledException)
             {
@@ -430,15 +478,17 @@ public sealed class GameSession : IAsyncDisposable
             GameConnection next;
             try
             {
-                next = await GameConnection.ConnectAsync(options, token, has, logger, lifetime.Token);
+                next = await GameConnection.ConnectAsync(options, token, has, logger, stop);
             }
-            catch (GameClientException ex) when (ex.Error is { } refusal)
+            catch (GameClientException ex) when (ex.Error is { } refusal && IsFinal(refusal.Code))
             {
                 Fail($"the server refused the resume: {refusal.Code}: {refusal.Message}", refusal, dropped);
                 return;
             }
-            catch (Exception ex) when (ex is GameClientException or OperationCanceledException or ObjectDisposedException)
+            catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                // Unreachable, refused for now (full, rate limited, or our own previous resume still holding the
+                // seat with this token until the server finds it dead), or cut mid-handshake: try again.
                 if (logger is not null)
                 {
                     Log.ResumeAttemptFailed(logger, Welcome.SessionId, attempt, ex.Message);
@@ -447,10 +497,10 @@ public sealed class GameSession : IAsyncDisposable
                 continue;
             }
 
-            if (!next.Welcome!.Resumed)
+            if (!next.Welcome!.Resumed || next.Welcome.SessionId != SessionId || next.Welcome.LastReceivedSeq > LastSentSeq)
             {
                 await next.DisposeAsync();
-                Fail("the server answered the resume with a new session", null, dropped);
+                Fail($"the server's answer is not a resume of session {SessionId}: {next.Welcome}", null, dropped);
                 return;
             }
 
@@ -459,7 +509,12 @@ public sealed class GameSession : IAsyncDisposable
             {
                 if (closing)
                 {
-                    _ = next.DisposeAsync().AsTask();
+                    // Closed while this attempt ran: leave properly, or the server would keep the seat for its window.
+                    _ = Task.Run(async () =>
+                    {
+                        await Quietly(next.GoodbyeAsync("closed"));
+                        await next.DisposeAsync();
+                    });
                     return;
                 }
 
@@ -477,7 +532,7 @@ public sealed class GameSession : IAsyncDisposable
             }
 
             _ = Task.Run(() => PumpAsync(next));
-            Resumed?.Invoke(this, new SessionResumedEventArgs(attempt, since.Elapsed, resent));
+            Raise(Resumed, new SessionResumedEventArgs(attempt, since.Elapsed, resent));
 
             // The server has taken the session over from any socket this side abandoned: those can go now.
             await DisposeAbandonedAsync();
@@ -502,6 +557,15 @@ public sealed class GameSession : IAsyncDisposable
         }
     }
 
+    /// <summary>
+    /// Refusals no retry can change: the session is gone, its messages are, or the request is wrong. Others (the
+    /// token is in use by a resume of ours that the server has not yet found dead, the server is full or limiting)
+    /// may pass.
+    /// </summary>
+    private static bool IsFinal(string code) => code is ProtocolErrorCodes.ResumeUnknown or ProtocolErrorCodes.ResumeExpired
+        or ProtocolErrorCodes.ResumeEnded or ProtocolErrorCodes.ResumeGap or ProtocolErrorCodes.InvalidArgument
+        or ProtocolErrorCodes.UnsupportedVersion;
+
     private TimeSpan Backoff(int attempt)
     {
         // Exponential, capped, and drawn between half and all of it so that clients dropped together do not return together.
@@ -511,8 +575,24 @@ public sealed class GameSession : IAsyncDisposable
 
     private void Fail(string reason, Error? error, ClientCloseReport dropped)
     {
-        ResumeFailed?.Invoke(this, new SessionResumeFailedEventArgs(reason, error));
         Finish(new GameSessionEnd("resume_failed", null, error, dropped));
+        Raise(ResumeFailed, new SessionResumeFailedEventArgs(reason, error));
+    }
+
+    /// <summary>A handler that throws must not stop the session's own work (it runs on the session's task).</summary>
+    private void Raise<T>(EventHandler<T>? handler, T args)
+    {
+        try
+        {
+            handler?.Invoke(this, args);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            if (logger is not null)
+            {
+                Log.HandlerFailed(logger, SessionId, typeof(T).Name, ex);
+            }
+        }
     }
 
     private void Finish(GameSessionEnd end)

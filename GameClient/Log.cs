@@ -10,4 +10,10 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 4001, Level = LogLevel.Debug, Message = "Session {SessionId}: resume attempt {Attempt} failed: {Error}")]
     public static partial void ResumeAttemptFailed(ILogger logger, string sessionId, int attempt, string error);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Error, Message = "Session {SessionId}: reconnecting failed: {Error}; the session ends")]
+    public static partial void ReconnectFailed(ILogger logger, string sessionId, string error);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Error, Message = "Session {SessionId}: a {Event} handler threw")]
+    public static partial void HandlerFailed(ILogger logger, string sessionId, string @event, Exception exception);
 }

@@ -72,4 +72,8 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 3011, Level = LogLevel.Information, Message = "Resume refused on connection {ConnectionId}: {Code}: {Text}")]
     public static partial void ResumeRefused(ILogger logger, string connectionId, string code, string text);
+
+    [LoggerMessage(EventId = 3012, Level = LogLevel.Warning,
+        Message = "Session {SessionId} dropped unacknowledged messages up to seq {LostThrough} from its full replay buffer ({Count} messages, {Bytes} bytes): it can no longer resume")]
+    public static partial void ReplayOverflow(ILogger logger, string sessionId, long lostThrough, int count, long bytes);
 }

@@ -159,7 +159,10 @@ public sealed class PlayerSession
                     return false;
                 }
 
-                return connection is { } c ? c.Phase == ConnectionPhase.Open && c.Channel.Active && c.Channel.IsWritable : Replay is not null;
+                // While frames wait for the drain task, the channel's writability does not count them yet: wait for it.
+                return connection is { } c
+                    ? !drainQueued && c.Phase == ConnectionPhase.Open && c.Channel.Active && c.Channel.IsWritable
+                    : Replay is not null;
             }
         }
     }
@@ -397,7 +400,7 @@ public sealed class PlayerSession
     {
         lock (gate)
         {
-            if (!ReferenceEquals(connection, target))
+            if (!ReferenceEquals(connection, target) || Status != SessionStatus.Attached)
             {
                 return;
             }
@@ -455,6 +458,8 @@ public sealed class PlayerSession
                 pendingFlush = false;
                 target.Channel.Flush();
             }
+
+            Stream?.Wake(); // a stream waits while frames queue for this task
         }
     }
 

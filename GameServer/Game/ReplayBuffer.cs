@@ -28,8 +28,9 @@ public sealed class ReplayBuffer
     /// <summary>
     /// Whether one more message like the last one fits without evicting anything: a producer that can wait (a
     /// stream) checks this, so its own items are never evicted.
+    /// An empty buffer always has room, so an item larger than the byte cap still goes (alone) rather than never.
     /// </summary>
-    public bool HasRoom => frames.Count < maxMessages && Bytes + lastLength <= maxBytes;
+    public bool HasRoom => frames.Count == 0 || (frames.Count < maxMessages && Bytes + lastLength <= maxBytes);
 
     private int lastLength;
 

@@ -206,7 +206,15 @@ public sealed class SessionHandler : ChannelHandlerAdapter
         switch (message)
         {
             case Echo echo:
-                player!.SendReliable(echo);
+                var lostBefore = player!.Replay?.LostThrough ?? 0;
+                player.SendReliable(echo);
+                if (player.Replay is { } replay && replay.LostThrough != lostBefore && lostBefore == 0)
+                {
+                    // Answers are not flow-controlled: a client that asks without acknowledging pushes its oldest
+                    // unacknowledged answers out, and from then on a resume is refused (resume_gap), never holed.
+                    Log.ReplayOverflow(services.Logger, player.SessionId, replay.LostThrough, replay.Count, replay.Bytes);
+                }
+
                 break;
             case JoinRoom join:
                 JoinRoom(join);
@@ -359,9 +367,9 @@ public sealed class SessionHandler : ChannelHandlerAdapter
     /// <summary>Ends the session for good, if this connection still carries it: no resume after this.</summary>
     private void EndSession(string why)
     {
-        if (player is not null && ReferenceEquals(player.Connection, connection))
+        if (player is not null)
         {
-            services.Sessions.End(player, why);
+            services.Sessions.End(player, connection!, why);
         }
     }
 }

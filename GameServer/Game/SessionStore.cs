@@ -239,10 +239,10 @@ public sealed class SessionStore : IDisposable
             }
 
             var reason = connection.Reason;
-            if (session.Replay is not null && GameCloseReasons.IsResumable(reason) && Detached < options.MaxDetachedSessions)
+            if (session.Replay is not null && GameCloseReasons.IsResumable(reason) && TryCountDetached())
             {
                 session.Detach();
-                Interlocked.Increment(ref detached);
+                session.Stream?.Wake(); // a stream that waited for the socket goes on into the buffer
                 var generation = session.Generation;
                 session.ExpiryTimer = time.CreateTimer(
                     static s =>
@@ -266,12 +266,15 @@ public sealed class SessionStore : IDisposable
         }
     }
 
-    /// <summary>Ends a session for good (the server's decision on a live connection, e.g. after the client's Goodbye).</summary>
-    public void End(PlayerSession session, string why)
+    /// <summary>
+    /// Ends a session for good on behalf of <paramref name="connection"/> (the client's Goodbye or a protocol error on
+    /// it), if that connection still carries it: a resume that has just moved the session elsewhere wins.
+    /// </summary>
+    public void End(PlayerSession session, TcpConnection connection, string why)
     {
         lock (session.Gate)
         {
-            if (session.Status != SessionStatus.Ended)
+            if (session.Status == SessionStatus.Attached && ReferenceEquals(session.Connection, connection))
             {
                 EndLocked(session, ProtocolErrorCodes.ResumeEnded, why);
             }
@@ -290,8 +293,26 @@ public sealed class SessionStore : IDisposable
     {
         foreach (var session in Snapshot())
         {
-            End(session, "server_shutdown");
+            lock (session.Gate)
+            {
+                if (session.Status != SessionStatus.Ended)
+                {
+                    EndLocked(session, ProtocolErrorCodes.ResumeEnded, CloseReason.ServerShutdown.Name);
+                }
+            }
         }
+    }
+
+    /// <summary>Counts one more detached session unless that would pass the cap (atomically: drops come from every loop).</summary>
+    private bool TryCountDetached()
+    {
+        if (Interlocked.Increment(ref detached) <= options.MaxDetachedSessions)
+        {
+            return true;
+        }
+
+        Interlocked.Decrement(ref detached);
+        return false;
     }
 
     private void Expire(PlayerSession session, int generation)

@@ -20,6 +20,7 @@ public sealed class StreamSender
     private IScheduledTask? timer;
     private bool resumeQueued;
     private bool pumping;
+    private bool pumpAgain;
     private bool stopped;
     private bool blocked;
 
@@ -107,7 +108,15 @@ public sealed class StreamSender
     {
         lock (session.Gate)
         {
-            if (pumping || stopped || Finished)
+            if (pumping)
+            {
+                // Re-entered from inside our own flush (epoll raises writability there): the outer pump goes round
+                // once more, or the event that said "writable again" would be lost and the stream stall for good.
+                pumpAgain = true;
+                return;
+            }
+
+            if (stopped || Finished)
             {
                 return;
             }
@@ -115,14 +124,19 @@ public sealed class StreamSender
             pumping = true;
             try
             {
-                if (request.IntervalMs > 0)
+                do
                 {
-                    PumpPaced();
+                    pumpAgain = false;
+                    if (request.IntervalMs > 0)
+                    {
+                        PumpPaced();
+                    }
+                    else
+                    {
+                        PumpAsFastAsRead();
+                    }
                 }
-                else
-                {
-                    PumpAsFastAsRead();
-                }
+                while (pumpAgain && request.IntervalMs == 0 && !stopped && !Finished);
             }
             finally
             {
@@ -158,6 +172,14 @@ public sealed class StreamSender
 
     private void PumpAsFastAsRead()
     {
+        if (session.Connection is { } current && !current.Channel.EventLoop.InEventLoop)
+        {
+            // Woken on a loop the session has left (a takeover): written from here, items would queue past the new
+            // connection's flow control. The session's executor is the new connection's loop.
+            Wake();
+            return;
+        }
+
         var wrote = false;
         while (!Finished && session.CanProduce)
         {

@@ -105,6 +105,65 @@ public partial class ResumeTests(ITestOutputHelper output)
         await server.WaitExitAsync();
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    public async Task AFastStreamToAFastReader_NeverStalls_EveryItemOnceInOrder(int version)
+    {
+        // Far more than the high-water mark, read as fast as it comes: writability flips many times. With the mark
+        // below one gathering write, the epoll channel sends the whole backlog in the stream's own flush and says
+        // "writable again" from inside it, while the stream is still pumping.
+        const int Count = 20_000;
+        await using var server = await TestServer.StartAsync("--Server:WriteBufferHighWaterMark=1024", "--Server:WriteBufferLowWaterMark=512");
+        var options = server.ClientOptions("fast");
+        var next = 0;
+        if (version == 1)
+        {
+            await using var v1 = await GameConnection.ConnectAsync(options);
+            await v1.SendAsync(new StreamRequest(Count, 1000, 0));
+            while (next < Count)
+            {
+                if (await v1.Incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
+                {
+                    Assert.Equal(next++, item.Index);
+                }
+            }
+
+            await v1.GoodbyeAsync();
+        }
+        else
+        {
+            await using var v2 = await GameSession.ConnectAsync(options);
+            await v2.SendAsync(new StreamRequest(Count, 1000, 0));
+            while (next < Count)
+            {
+                if (await v2.Incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
+                {
+                    Assert.Equal(next++, item.Index);
+                }
+            }
+
+            await v2.GoodbyeAsync();
+        }
+    }
+
+    [Fact]
+    public async Task AStreamItemLargerThanTheReplayBuffer_StillGoes_OneAtATime()
+    {
+        await using var server = await TestServer.StartAsync("--Session:MaxBufferedBytes=4096");
+        await using var session = await GameSession.ConnectAsync(server.ClientOptions("big"));
+        await session.SendAsync(new StreamRequest(50, 8000, 0));
+        for (var next = 0; next < 50;)
+        {
+            if (await session.Incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
+            {
+                Assert.Equal((next++, 8000), (item.Index, item.Payload.Length));
+            }
+        }
+
+        await session.GoodbyeAsync();
+    }
+
     [Fact]
     public async Task MessagesSentWhileDisconnected_AreDeliveredAfterTheResume_EachEchoAnsweredOnce()
     {
