@@ -75,6 +75,43 @@ public class ProtocolTests
         Assert.Equal(new Goodbye("bye", 42), ProtocolSerializer.Deserialize(golden.AsMemory(4)));
     }
 
+    /// <summary>The version 2 worked examples of docs/PROTOCOL.md, byte for byte.</summary>
+    [Theory]
+    [InlineData("00 00 00 0a 92 00 94 02 a3 62 6f 62 c0 00")]
+    [InlineData("00 00 00 0d 92 00 94 02 a3 62 6f 62 a3 74 6f 6b 11")]
+    [InlineData("00 00 00 1b 92 01 97 a2 73 31 cd 13 88 cf 00 00 01 8b cf e5 68 00 a3 74 6f 6b cd 75 30 c3 05")]
+    [InlineData("00 00 00 0e 92 0d 93 01 00 92 04 92 07 c4 03 01 02 03")]
+    [InlineData("00 00 00 04 92 0c 91 05")]
+    [InlineData("00 00 00 1e 92 07 94 2a cf 00 00 01 8b cf e5 68 00 91 94 a2 73 31 ca 3f c0 00 00 ca c0 10 00 00 03 c3")]
+    public void Version2_GoldenFrames(string hex)
+    {
+        IMessage expected = hex switch
+        {
+            _ when hex.StartsWith("00 00 00 0a", StringComparison.Ordinal) => new Hello(2, "bob", null, 0),
+            _ when hex.StartsWith("00 00 00 0d", StringComparison.Ordinal) => new Hello(2, "bob", "tok", 17),
+            _ when hex.StartsWith("00 00 00 1b", StringComparison.Ordinal) => new Welcome("s1", 5000, 1_700_000_000_000, "tok", 30000, Resumed: true, LastReceivedSeq: 5),
+            _ when hex.StartsWith("00 00 00 0e", StringComparison.Ordinal) => new Reliable(1, 0, new Echo(7, [1, 2, 3])),
+            _ when hex.StartsWith("00 00 00 04", StringComparison.Ordinal) => new Ack(5),
+            _ => new StateUpdate(42, 1_700_000_000_000, [new PlayerState("s1", 1.5f, -2.25f, 3)], AfterGap: true),
+        };
+        var golden = Convert.FromHexString(hex.Replace(" ", string.Empty, StringComparison.Ordinal));
+        Assert.Equal(golden, Infrastructure.Wire.Frame(expected));
+        var read = ProtocolSerializer.Deserialize(golden.AsMemory(4));
+        Assert.Equal(ProtocolSerializer.Serialize(expected), ProtocolSerializer.Serialize(read));
+    }
+
+    [Fact]
+    public void Version1Shapes_AreUnchanged_ByVersion2Fields()
+    {
+        // Version 1 writers and readers see three fields in Hello, Welcome and StateUpdate, as before version 2.
+        Assert.Equal(0x93, ProtocolSerializer.Serialize(new Hello(1, "bob", "ignored", 9))[2]);
+        Assert.Equal(0x93, ProtocolSerializer.Serialize(new Welcome("s", 1, 2))[2]);
+        Assert.Equal(0x93, ProtocolSerializer.Serialize(new StateUpdate(1, 2, []))[2]);
+        var fromV1 = Assert.IsType<Welcome>(ProtocolSerializer.Deserialize(ProtocolSerializer.Serialize(new Welcome("s", 1, 2))));
+        Assert.Null(fromV1.ResumeToken);
+        Assert.False(fromV1.Resumed);
+    }
+
     [Fact]
     public void Readers_AcceptAnyIntegerAndFloatWidth()
     {
