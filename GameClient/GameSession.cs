@@ -535,7 +535,7 @@ public sealed class GameSession : IAsyncDisposable
             Raise(Resumed, new SessionResumedEventArgs(attempt, since.Elapsed, resent));
 
             // The server has taken the session over from any socket this side abandoned: those can go now.
-            await DisposeAbandonedAsync();
+            _ = Task.Run(DisposeAbandonedAsync);
             return;
         }
 
@@ -553,6 +553,19 @@ public sealed class GameSession : IAsyncDisposable
 
         foreach (var connection in old)
         {
+            // Read again first: the server's Goodbye("session_taken_over") is waiting there, the connection answers
+            // it and the server closes. Closing unread would send an RST that can reach the server before its own
+            // close of the old connection runs, and the server would record the reset instead of the takeover.
+            connection.ResumeReading();
+            try
+            {
+                await connection.Closed.WaitAsync(TimeSpan.FromMilliseconds(options.DrainTimeoutMs));
+            }
+            catch (TimeoutException)
+            {
+                // The server never closed it (it could not reach it either): close it ourselves.
+            }
+
             await connection.DisposeAsync();
         }
     }
