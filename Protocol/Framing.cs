@@ -20,5 +20,5 @@ public static class Framing
 
     /// <summary>Whether a message travels inside <see cref="Reliable"/> in version 2 (all but StateUpdate, Ping, Pong and the session's own frames).</summary>
     public static bool IsReliable(IMessage message) =>
-        message is Echo or JoinRoom or Move or StreamRequest or StreamItem or Error;
+        message is Echo or JoinRoom or Move or StreamRequest or StreamItem or Presence or Error;
 }

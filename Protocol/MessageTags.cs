@@ -17,4 +17,5 @@ public static class MessageTags
     public const int Error = 11;
     public const int Ack = 12;
     public const int Reliable = 13;
+    public const int Presence = 14;
 }

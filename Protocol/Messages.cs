@@ -20,6 +20,7 @@ namespace GameProtocol;
 [Union(MessageTags.Error, typeof(Error))]
 [Union(MessageTags.Ack, typeof(Ack))]
 [Union(MessageTags.Reliable, typeof(Reliable))]
+[Union(MessageTags.Presence, typeof(Presence))]
 #pragma warning disable CA1040 // a marker interface is how MessagePack-CSharp expresses a union
 public interface IMessage
 #pragma warning restore CA1040
@@ -150,3 +151,13 @@ public sealed record Reliable(
     [property: Key(0)] long Seq,
     [property: Key(1)] long Ack,
     [property: Key(2)] IMessage Message) : IMessage;
+
+/// <summary>
+/// s→c, version 2, reliable: another member of the client's room lost its connection (<c>Connected</c> false: its
+/// seat is kept while it may resume) or came back (true). A member that leaves for good just disappears from the
+/// StateUpdates, as in version 1.
+/// </summary>
+[MessagePackObject]
+public sealed record Presence(
+    [property: Key(0)] string PlayerId,
+    [property: Key(1)] bool Connected) : IMessage;

@@ -55,6 +55,28 @@ public sealed class Room
         }
     }
 
+    /// <summary>
+    /// Tells the other version 2 members that <paramref name="player"/> lost its connection or came back. Call
+    /// without holding any session's lock: each send takes the receiving session's.
+    /// </summary>
+    public void AnnouncePresence(PlayerSession player, bool connected)
+    {
+        PlayerSession[] snapshot;
+        lock (members)
+        {
+            snapshot = members.ToArray();
+        }
+
+        var presence = new Presence(player.SessionId, connected);
+        foreach (var member in snapshot)
+        {
+            if (!ReferenceEquals(member, player) && member.Sequenced)
+            {
+                member.SendReliable(presence);
+            }
+        }
+    }
+
     /// <summary>The room as it is now, for one member coming back after a gap (not counted as a tick).</summary>
     public StateUpdate Snapshot(long serverTimeUnixMs)
     {

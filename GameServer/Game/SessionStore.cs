@@ -195,9 +195,10 @@ public sealed class SessionStore : IDisposable
 
         metrics.SessionResumed(away, replayed, previous is not null);
         Log.SessionResumed(logger, session.SessionId, next.Id, replayed, (long)away.TotalMilliseconds, previous?.Id ?? "-");
-        if (session.Room is { } seat)
+        if (session.Room is { } seat && away > TimeSpan.Zero)
         {
             Log.PlayerBack(logger, session.SessionId, seat.Id);
+            seat.AnnouncePresence(session, connected: true);
         }
 
         return new ResumeOutcome(session, string.Empty, string.Empty, previous);
@@ -231,11 +232,20 @@ public sealed class SessionStore : IDisposable
     /// </summary>
     public void ConnectionClosed(PlayerSession session, TcpConnection connection)
     {
+        if (KeepOrEnd(session, connection) is { } away)
+        {
+            away.AnnouncePresence(session, connected: false); // outside the session's lock: it takes the others'
+        }
+    }
+
+    /// <summary>Under the session's lock: keeps or ends it; returns the room it is now away from, if kept in one.</summary>
+    private Room? KeepOrEnd(PlayerSession session, TcpConnection connection)
+    {
         lock (session.Gate)
         {
             if (!ReferenceEquals(session.Connection, connection) || session.Status != SessionStatus.Attached)
             {
-                return; // taken over by a resume, or already ended
+                return null; // taken over by a resume, or already ended
             }
 
             var reason = connection.Reason;
@@ -259,10 +269,11 @@ public sealed class SessionStore : IDisposable
                     Log.PlayerAway(logger, session.SessionId, room.Id);
                 }
 
-                return;
+                return session.Room;
             }
 
             EndLocked(session, ProtocolErrorCodes.ResumeEnded, reason?.Name ?? "closed");
+            return null;
         }
     }
 

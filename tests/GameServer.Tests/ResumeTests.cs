@@ -165,6 +165,36 @@ public partial class ResumeTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task TheRoomSeesAPlayerAway_ItsSeatKept_ThenBack()
+    {
+        await using var server = await TestServer.StartAsync("--Game:TickRateHz=50");
+        await using var watcher = await GameSession.ConnectAsync(server.ClientOptions("watcher"));
+        await using var traveller = await GameSession.ConnectAsync(server.ClientOptions("traveller"));
+        var back = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        traveller.Resumed += (_, _) => back.TrySetResult();
+        await watcher.SendAsync(new JoinRoom("hall"));
+        await traveller.SendAsync(new JoinRoom("hall"));
+        await traveller.SendAsync(new Move(7, 3, 4));
+        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == traveller.SessionId && p.LastSeq == 7));
+
+        await traveller.Connection!.CloseAsync(ClientCloseMode.Abort);
+        var away = await NextAsync<Presence>(watcher);
+        Assert.Equal(new Presence(traveller.SessionId, false), away);
+
+        // While away its seat is kept: the watcher still sees it where it was.
+        var during = await NextAsync<StateUpdate>(watcher);
+        Assert.Contains(during.Players, p => p.PlayerId == traveller.SessionId && p.LastSeq == 7);
+
+        await back.Task.WaitAsync(Patience);
+        Assert.Equal(new Presence(traveller.SessionId, true), await NextAsync<Presence>(watcher));
+        await NextAsync<StateUpdate>(traveller, u => u.AfterGap && u.Players.Count == 2);
+        await traveller.SendAsync(new Move(8, 5, 6));
+        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == traveller.SessionId && p.LastSeq == 8));
+        await traveller.GoodbyeAsync();
+        await watcher.GoodbyeAsync();
+    }
+
+    [Fact]
     public async Task MessagesSentWhileDisconnected_AreDeliveredAfterTheResume_EachEchoAnsweredOnce()
     {
         await using var server = await TestServer.StartAsync();
@@ -536,12 +566,12 @@ public partial class ResumeTests(ITestOutputHelper output)
         }
     }
 
-    private static async Task<T> NextAsync<T>(GameSession session)
+    private static async Task<T> NextAsync<T>(GameSession session, Func<T, bool>? match = null)
         where T : IMessage
     {
         while (true)
         {
-            if (await session.Incoming.ReadAsync().AsTask().WaitAsync(Patience) is T wanted)
+            if (await session.Incoming.ReadAsync().AsTask().WaitAsync(Patience) is T wanted && (match is null || match(wanted)))
             {
                 return wanted;
             }
