@@ -116,34 +116,30 @@ public partial class ResumeTests(ITestOutputHelper output)
         const int Count = 20_000;
         await using var server = await TestServer.StartAsync("--Server:WriteBufferHighWaterMark=1024", "--Server:WriteBufferLowWaterMark=512");
         var options = server.ClientOptions("fast");
-        var next = 0;
         if (version == 1)
         {
             await using var v1 = await GameConnection.ConnectAsync(options);
             await v1.SendAsync(new StreamRequest(Count, 1000, 0));
-            while (next < Count)
-            {
-                if (await v1.Incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
-                {
-                    Assert.Equal(next++, item.Index);
-                }
-            }
-
+            await ReadStreamInOrderAsync(v1.Incoming, Count);
             await v1.GoodbyeAsync();
         }
         else
         {
             await using var v2 = await GameSession.ConnectAsync(options);
             await v2.SendAsync(new StreamRequest(Count, 1000, 0));
-            while (next < Count)
-            {
-                if (await v2.Incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
-                {
-                    Assert.Equal(next++, item.Index);
-                }
-            }
-
+            await ReadStreamInOrderAsync(v2.Incoming, Count);
             await v2.GoodbyeAsync();
+        }
+    }
+
+    private static async Task ReadStreamInOrderAsync(System.Threading.Channels.ChannelReader<IMessage> incoming, int count)
+    {
+        for (var next = 0; next < count;)
+        {
+            if (await incoming.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10)) is StreamItem item)
+            {
+                Assert.Equal(next++, item.Index);
+            }
         }
     }
 
@@ -581,22 +577,8 @@ public partial class ResumeTests(ITestOutputHelper output)
     /// <summary>One frame's payload as raw bytes, to check what is on the wire, not what a decoder makes of it.</summary>
     private static async Task<byte[]> ReceiveFrameAsync(Wire wire)
     {
-        var header = await ReadExactlyAsync(wire, 4);
-        return await ReadExactlyAsync(wire, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header));
-    }
-
-    private static async Task<byte[]> ReadExactlyAsync(Wire wire, int length)
-    {
-        var bytes = new byte[length];
-        using var timeout = new CancellationTokenSource(Patience);
-        for (var read = 0; read < length;)
-        {
-            var n = await wire.Socket.ReceiveAsync(bytes.AsMemory(read), System.Net.Sockets.SocketFlags.None, timeout.Token);
-            Assert.True(n > 0, "end of stream inside a frame");
-            read += n;
-        }
-
-        return bytes;
+        var header = await global::Tests.Shared.SocketReads.ReceiveExactlyAsync(wire.Socket, 4, Patience);
+        return await global::Tests.Shared.SocketReads.ReceiveExactlyAsync(wire.Socket, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(header), Patience);
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition, TimeSpan timeout)
