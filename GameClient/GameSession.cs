@@ -245,8 +245,8 @@ public sealed class GameSession : IAsyncDisposable
 
         _ = live.CloseAsync(ClientCloseMode.Silent); // completes only when the server gives up on it
         var report = new ClientCloseReport(TcpConnections.CloseReason.LocalClose, 0, "abandoned", live.FramesReceived, live.FramesSent, null, null);
-        Disconnected?.Invoke(this, new SessionDisconnectedEventArgs(report));
-        await ReconnectAsync(report);
+        Raise(Disconnected, new SessionDisconnectedEventArgs(report));
+        await ReconnectOrEndAsync(report);
     }
 
     /// <summary>
@@ -263,29 +263,42 @@ public sealed class GameSession : IAsyncDisposable
             closing = true;
             live = connection;
             connection = null;
-        }
 
-        if (live is not null)
-        {
-            if (!wasClosing && live.Channel.Active)
+            // Abandoned and not yet taken over: on the server that socket still carries the session.
+            if (live is null && abandoned.Count > 0)
             {
-                try
-                {
-                    await live.GoodbyeAsync("disposed");
-                }
-                catch (GameClientException)
-                {
-                    // No answer in time: the close below is all that is left.
-                }
+                live = abandoned[^1];
+                abandoned.RemoveAt(abandoned.Count - 1);
+                live.ResumeReading();
             }
-
-            await live.DisposeAsync();
         }
 
-        Finish(new GameSessionEnd("disposed", null, null, null));
-        await DisposeAbandonedAsync();
-        await ackTimer.DisposeAsync();
-        lifetime.Dispose();
+        try
+        {
+            if (live is not null)
+            {
+                if (!wasClosing && live.Channel.Active)
+                {
+                    try
+                    {
+                        await live.GoodbyeAsync("disposed");
+                    }
+                    catch (GameClientException)
+                    {
+                        // No answer in time: the close below is all that is left.
+                    }
+                }
+
+                await live.DisposeAsync();
+            }
+        }
+        finally
+        {
+            Finish(new GameSessionEnd("disposed", null, null, null));
+            await DisposeAbandonedAsync();
+            await ackTimer.DisposeAsync();
+            lifetime.Dispose();
+        }
     }
 
     private void Start(GameConnection next)
@@ -304,6 +317,14 @@ public sealed class GameSession : IAsyncDisposable
         Error? serverError = null;
         await foreach (var message in from.Incoming.ReadAllAsync())
         {
+            lock (gate)
+            {
+                if (!ReferenceEquals(from, connection))
+                {
+                    continue; // an abandoned or replaced connection: its leftovers (a takeover's Goodbye, old states) are not the session's
+                }
+            }
+
             switch (message)
             {
                 case Reliable reliable:
@@ -428,7 +449,24 @@ public sealed class GameSession : IAsyncDisposable
         }
 
         Raise(Disconnected, new SessionDisconnectedEventArgs(report));
-        await ReconnectAsync(report);
+        await ReconnectOrEndAsync(report);
+    }
+
+    /// <summary>Reconnects; whatever goes wrong, the session ends rather than hangs.</summary>
+    private async Task ReconnectOrEndAsync(ClientCloseReport dropped)
+    {
+        try
+        {
+            await ReconnectAsync(dropped);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            Finish(new GameSessionEnd("resume_failed", null, null, dropped));
+            if (logger is not null)
+            {
+                Log.ReconnectFailed(logger, SessionId, ex.Message);
+            }
+        }
     }
 
     private async Task ReconnectAsync(ClientCloseReport dropped)
@@ -487,6 +525,11 @@ public sealed class GameSession : IAsyncDisposable
             }
             catch (Exception ex) when (ex is not OutOfMemoryException)
             {
+                if (stop.IsCancellationRequested)
+                {
+                    return; // ended by the caller meanwhile: not a failed resume
+                }
+
                 // Unreachable, refused for now (full, rate limited, or our own previous resume still holding the
                 // seat with this token until the server finds it dead), or cut mid-handshake: try again.
                 if (logger is not null)
@@ -539,7 +582,10 @@ public sealed class GameSession : IAsyncDisposable
             return;
         }
 
-        Fail($"no resume within {options.ReconnectAttempts} attempts and {window.TotalMilliseconds:0} ms", null, dropped);
+        if (!stop.IsCancellationRequested)
+        {
+            Fail($"no resume within {options.ReconnectAttempts} attempts and {window.TotalMilliseconds:0} ms", null, dropped);
+        }
     }
 
     private async Task DisposeAbandonedAsync()
@@ -551,23 +597,23 @@ public sealed class GameSession : IAsyncDisposable
             abandoned.Clear();
         }
 
-        foreach (var connection in old)
+        await Task.WhenAll(old.Select(async abandonedConnection =>
         {
             // Read again first: the server's Goodbye("session_taken_over") is waiting there, the connection answers
             // it and the server closes. Closing unread would send an RST that can reach the server before its own
             // close of the old connection runs, and the server would record the reset instead of the takeover.
-            connection.ResumeReading();
+            abandonedConnection.ResumeReading();
             try
             {
-                await connection.Closed.WaitAsync(TimeSpan.FromMilliseconds(options.DrainTimeoutMs));
+                await abandonedConnection.Closed.WaitAsync(TimeSpan.FromMilliseconds(options.DrainTimeoutMs));
             }
             catch (TimeoutException)
             {
                 // The server never closed it (it could not reach it either): close it ourselves.
             }
 
-            await connection.DisposeAsync();
-        }
+            await abandonedConnection.DisposeAsync();
+        }));
     }
 
     /// <summary>

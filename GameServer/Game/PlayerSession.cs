@@ -144,28 +144,31 @@ public sealed class PlayerSession
     public void Move(long seq, float x, float y) => Volatile.Write(ref state, new PlayerState(SessionId, x, y, seq));
 
     /// <summary>
-    /// Whether a producer that can wait (a stream) may send one more message now: the session is live, the replay
-    /// buffer has room (it never evicts a stream's items), and the connection, if any, is writable. While detached a
-    /// resumable session goes on producing into its buffer.
+    /// Whether a producer that can wait (a stream) may send one more message of about <paramref name="bytes"/> now: the
+    /// session is live, the replay buffer has room for it (<see cref="ReplayBuffer.HasRoomFor"/>), and the connection,
+    /// if any, is writable. While detached a resumable session goes on producing into its buffer.
     /// </summary>
-    public bool CanProduce
+    public bool CanProduce(int bytes)
     {
-        get
+        lock (gate)
         {
-            lock (gate)
+            if (Status == SessionStatus.Ended || (Replay is { } replay && !replay.HasRoomFor(bytes)))
             {
-                if (Status == SessionStatus.Ended || (Replay is { HasRoom: false }))
-                {
-                    return false;
-                }
-
-                // While frames wait for the drain task, the channel's writability does not count them yet: wait for it.
-                return connection is { } c
-                    ? !drainQueued && c.Phase == ConnectionPhase.Open && c.Channel.Active && c.Channel.IsWritable
-                    : Replay is not null;
+                return false;
             }
+
+            // While frames wait for the drain task, the channel's writability does not count them yet: wait for it.
+            return connection is { } c
+                ? !drainQueued && c.Phase == ConnectionPhase.Open && c.Channel.Active && c.Channel.IsWritable
+                : Replay is not null;
         }
     }
+
+    /// <summary>Serialises this session's Presence announcements (never taken under a session's lock).</summary>
+    internal object PresenceGate { get; } = new();
+
+    /// <summary>What the room was last told about this session (under <see cref="PresenceGate"/>).</summary>
+    internal bool AnnouncedConnected { get; set; } = true;
 
     /// <summary>Sends one reliable message: numbered and kept for replay in version 2, as it is in version 1.</summary>
     public void SendReliable(IMessage message, bool flush = true)
@@ -266,14 +269,9 @@ public sealed class PlayerSession
                     ProtocolErrorCodes.BadSequence, $"ack {ack} of reliable messages, but {lastSentSeq} were sent");
             }
 
-            if (Replay is { } replay)
+            if (Replay is { } replay && replay.TrimThrough(ack) > 0)
             {
-                var wasFull = !replay.HasRoom;
-                replay.TrimThrough(ack);
-                if (wasFull && replay.HasRoom)
-                {
-                    Stream?.Wake();
-                }
+                Stream?.Wake(); // it may have waited for room
             }
         }
     }

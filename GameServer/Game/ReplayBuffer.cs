@@ -26,17 +26,17 @@ public sealed class ReplayBuffer
     public long LostThrough { get; private set; }
 
     /// <summary>
-    /// Whether one more message like the last one fits without evicting anything: a producer that can wait (a
-    /// stream) checks this, so its own items are never evicted.
-    /// An empty buffer always has room, so an item larger than the byte cap still goes (alone) rather than never.
+    /// Whether a producer that can wait (a stream) may add a message of about <paramref name="bytes"/>: it may fill
+    /// three quarters of each cap, so its own items are never evicted, and the last quarter stays for messages that
+    /// cannot wait (an Echo's answer, a Presence), which would otherwise push the stream's unacknowledged items out
+    /// and make the session unresumable. An empty buffer always has room, so an item larger than the cap still goes,
+    /// alone.
     /// </summary>
-    public bool HasRoom => frames.Count == 0 || (frames.Count < maxMessages && Bytes + lastLength <= maxBytes);
-
-    private int lastLength;
+    public bool HasRoomFor(int bytes) =>
+        frames.Count == 0 || (frames.Count + 1 <= maxMessages / 4 * 3 && Bytes + bytes <= maxBytes / 4 * 3);
 
     public void Append(long seq, byte[] payload)
     {
-        lastLength = payload.Length;
         frames.Enqueue((seq, payload));
         Bytes += payload.Length;
         while (frames.Count > 1 && (frames.Count > maxMessages || Bytes > maxBytes))

@@ -56,23 +56,35 @@ public sealed class Room
     }
 
     /// <summary>
-    /// Tells the other version 2 members that <paramref name="player"/> lost its connection or came back. Call
-    /// without holding any session's lock: each send takes the receiving session's.
+    /// Tells the other version 2 members whether <paramref name="player"/> is connected now, if that changed since it
+    /// last told them. Announcements for one player are serialised and each reads the player's state when it runs,
+    /// so a drop and a quick resume racing on two loops can never leave "away" as the last word. Call without holding
+    /// any session's lock: each send takes the receiving session's.
     /// </summary>
-    public void AnnouncePresence(PlayerSession player, bool connected)
+    public void AnnouncePresence(PlayerSession player)
     {
-        PlayerSession[] snapshot;
-        lock (members)
+        lock (player.PresenceGate)
         {
-            snapshot = members.ToArray();
-        }
-
-        var presence = new Presence(player.SessionId, connected);
-        foreach (var member in snapshot)
-        {
-            if (!ReferenceEquals(member, player) && member.Sequenced)
+            var connected = player.Status == SessionStatus.Attached;
+            if (connected == player.AnnouncedConnected || player.Status == SessionStatus.Ended)
             {
-                member.SendReliable(presence);
+                return;
+            }
+
+            player.AnnouncedConnected = connected;
+            PlayerSession[] snapshot;
+            lock (members)
+            {
+                snapshot = members.ToArray();
+            }
+
+            var presence = new Presence(player.SessionId, connected);
+            foreach (var member in snapshot)
+            {
+                if (!ReferenceEquals(member, player) && member.Sequenced)
+                {
+                    member.SendReliable(presence);
+                }
             }
         }
     }

@@ -195,10 +195,10 @@ public sealed class SessionStore : IDisposable
 
         metrics.SessionResumed(away, replayed, previous is not null);
         Log.SessionResumed(logger, session.SessionId, next.Id, replayed, (long)away.TotalMilliseconds, previous?.Id ?? "-");
-        if (session.Room is { } seat && away > TimeSpan.Zero)
+        if (session.Room is { } seat)
         {
             Log.PlayerBack(logger, session.SessionId, seat.Id);
-            seat.AnnouncePresence(session, connected: true);
+            seat.AnnouncePresence(session); // says "back" only if the room was told "away"
         }
 
         return new ResumeOutcome(session, string.Empty, string.Empty, previous);
@@ -234,7 +234,7 @@ public sealed class SessionStore : IDisposable
     {
         if (KeepOrEnd(session, connection) is { } away)
         {
-            away.AnnouncePresence(session, connected: false); // outside the session's lock: it takes the others'
+            away.AnnouncePresence(session); // outside the session's lock: it takes the others'
         }
     }
 

@@ -13,6 +13,9 @@ namespace GameServer.Game;
 /// </summary>
 public sealed class StreamSender
 {
+    /// <summary>Re-entered pumps one task may run before it yields the loop to its other channels.</summary>
+    private const int MaxRoundsPerTask = 16;
+
     private readonly PlayerSession session;
     private readonly StreamRequest request;
     private readonly byte[] payload;
@@ -36,6 +39,9 @@ public sealed class StreamSender
     }
 
     public bool Finished => next >= request.Count;
+
+    /// <summary>About what one item takes in the replay buffer: the payload and its envelope.</summary>
+    private int ItemBytes => payload.Length + 48;
 
     /// <summary>Runs once, on the event loop, after the last item was written (not when stopped early).</summary>
     public Action? OnFinished { get; set; }
@@ -124,6 +130,7 @@ public sealed class StreamSender
             pumping = true;
             try
             {
+                var rounds = 0;
                 do
                 {
                     pumpAgain = false;
@@ -136,7 +143,13 @@ public sealed class StreamSender
                         PumpAsFastAsRead();
                     }
                 }
-                while (pumpAgain && request.IntervalMs == 0 && !stopped && !Finished);
+                while (pumpAgain && request.IntervalMs == 0 && !stopped && !Finished && ++rounds < MaxRoundsPerTask);
+
+                if (pumpAgain && !stopped && !Finished)
+                {
+                    pumpAgain = false;
+                    Wake(); // a fast reader could keep one task pumping the whole stream: give the loop back
+                }
             }
             finally
             {
@@ -154,7 +167,7 @@ public sealed class StreamSender
             return;
         }
 
-        blocked = session.Replay is { HasRoom: false } || (session.Connection is null && session.Replay is null);
+        blocked = (session.Replay is { } replay && !replay.HasRoomFor(ItemBytes)) || (session.Connection is null && session.Replay is null);
         if (blocked)
         {
             return; // the acknowledgement that makes room, or the resume, wakes the stream
@@ -181,7 +194,7 @@ public sealed class StreamSender
         }
 
         var wrote = false;
-        while (!Finished && session.CanProduce)
+        while (!Finished && session.CanProduce(ItemBytes))
         {
             session.SendReliable(new StreamItem(next++, payload), flush: false);
             wrote = true;
