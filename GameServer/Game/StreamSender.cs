@@ -9,7 +9,7 @@ namespace GameServer.Game;
 /// through the session, so in version 2 every item is numbered and kept until acknowledged, and it produces only while
 /// the session can take more: the connection is writable (a slow reader never makes the server queue the whole stream)
 /// and the replay buffer has room (a stream never evicts its own unacknowledged items). A detached session's stream
-/// goes on into its buffer until that is full, and continues after the resume.
+/// goes on into its buffer up to its share (three quarters), and continues after the resume.
 /// </summary>
 public sealed class StreamSender
 {

@@ -481,7 +481,9 @@ public partial class ResumeTests(ITestOutputHelper output)
         var after = GC.GetTotalMemory(forceFullCollection: true);
         output.WriteLine($"{SessionCount} detached sessions: {buffered / 1024 / 1024.0:0.0} MiB buffered, managed heap grew {(after - before) / 1024 / 1024.0:0.0} MiB");
         Assert.InRange(buffered, (long)SessionCount * (StreamShare - 1100), (long)SessionCount * StreamShare);
-        Assert.InRange(after - before, 0, (long)SessionCount * CapBytes * 2);
+        // Uncapped, each stream would hold up to its 1,000,000 items of 1 KB. Besides the buffers the heap holds both
+        // ends of 1,000 connections (this process is server and client): measured 85-117 MiB in all.
+        Assert.InRange(after - before, 0, (long)SessionCount * CapBytes * 3);
     }
 
     [Fact]
