@@ -69,7 +69,9 @@ public partial class ResumeTests(ITestOutputHelper output)
         using var server = BotProcess.StartIn(
             ns.Name,
             BotProcess.BuiltDll("GameServer", "GameServer.dll"),
-            ["--Server:Port=7777", "--Metrics:Port=0", $"--Server:Transport={TestServer.DefaultTransport}", "--Heartbeat:IntervalMs=300", "--Heartbeat:Misses=3"]);
+            // The client finds the dead connection after 3 of the announced 300 ms intervals; the server waits 10, so
+            // a cold bot process is never ended before the cable is pulled (and the resume is a takeover).
+            ["--Server:Port=7777", "--Metrics:Port=0", $"--Server:Transport={TestServer.DefaultTransport}", "--Heartbeat:IntervalMs=300", "--Heartbeat:Misses=10"]);
         await server.WaitForLineAsync(l => l.Contains("Game server listening on", StringComparison.Ordinal));
         using var bot = BotProcess.StartIn(
             ns.Name,
