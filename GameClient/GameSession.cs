@@ -374,7 +374,7 @@ public sealed class GameSession : IAsyncDisposable
     {
         lock (gate)
         {
-            if (!ReferenceEquals(from, connection) || closing && ended.Task.IsCompleted)
+            if (!ReferenceEquals(from, connection))
             {
                 return;
             }

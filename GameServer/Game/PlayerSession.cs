@@ -136,9 +136,6 @@ public sealed class PlayerSession
 
     public void CountHandled() => Interlocked.Increment(ref messagesHandled);
 
-    /// <summary>Reliable messages from the client dropped as already received (resent after a resume).</summary>
-    public long DuplicatesDropped { get; private set; }
-
     public PlayerState State => Volatile.Read(ref state);
 
     public void Move(long seq, float x, float y) => Volatile.Write(ref state, new PlayerState(SessionId, x, y, seq));
@@ -238,7 +235,6 @@ public sealed class PlayerSession
         AcceptAck(from, ack);
         if (seq <= lastReceivedSeq)
         {
-            DuplicatesDropped++;
             return ReliableVerdict.Duplicate;
         }
 
@@ -353,9 +349,9 @@ public sealed class PlayerSession
             return 0;
         }
 
-        replay.TrimThrough(clientHas);
+        replay.TrimThrough(clientHas); // an implicit ack: what is left is exactly what the client lacks
         var count = 0;
-        foreach (var payload in replay.After(clientHas))
+        foreach (var payload in replay.Payloads)
         {
             Deliver(payload, flush: false);
             count++;

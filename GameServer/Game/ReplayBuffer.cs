@@ -71,8 +71,8 @@ public sealed class ReplayBuffer
     /// </summary>
     public bool CanReplayAfter(long seq) => seq >= LostThrough && seq >= AckedThrough;
 
-    /// <summary>The messages after <paramref name="seq"/>, oldest first.</summary>
-    public IEnumerable<byte[]> After(long seq) => frames.Where(f => f.Seq > seq).Select(f => f.Payload);
+    /// <summary>The buffered messages, oldest first.</summary>
+    public IEnumerable<byte[]> Payloads => frames.Select(f => f.Payload);
 
     public void Clear()
     {

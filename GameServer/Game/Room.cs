@@ -72,14 +72,8 @@ public sealed class Room
             }
 
             player.AnnouncedConnected = connected;
-            PlayerSession[] snapshot;
-            lock (members)
-            {
-                snapshot = members.ToArray();
-            }
-
             var presence = new Presence(player.SessionId, connected);
-            foreach (var member in snapshot)
+            foreach (var member in Members())
             {
                 if (!ReferenceEquals(member, player) && member.Sequenced)
                 {
@@ -90,16 +84,8 @@ public sealed class Room
     }
 
     /// <summary>The room as it is now, for one member coming back after a gap (not counted as a tick).</summary>
-    public StateUpdate Snapshot(long serverTimeUnixMs)
-    {
-        PlayerSession[] snapshot;
-        lock (members)
-        {
-            snapshot = members.ToArray();
-        }
-
-        return new StateUpdate(Interlocked.Read(ref tick), serverTimeUnixMs, [.. snapshot.Select(m => m.State)], AfterGap: true);
-    }
+    public StateUpdate Snapshot(long serverTimeUnixMs) =>
+        new(Interlocked.Read(ref tick), serverTimeUnixMs, [.. Members().Select(m => m.State)], AfterGap: true);
 
     /// <summary>
     /// Broadcasts the current state; returns how many members were skipped as not writable, or -1 when the update
@@ -107,12 +93,7 @@ public sealed class Room
     /// </summary>
     public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes)
     {
-        PlayerSession[] snapshot;
-        lock (members)
-        {
-            snapshot = members.ToArray();
-        }
-
+        var snapshot = Members();
         if (snapshot.Length == 0)
         {
             return 0;
@@ -149,5 +130,14 @@ public sealed class Room
         }
 
         return skipped;
+    }
+
+    /// <summary>The members at this moment, copied under the lock so the caller can send without holding it.</summary>
+    private PlayerSession[] Members()
+    {
+        lock (members)
+        {
+            return [.. members];
+        }
     }
 }

@@ -113,7 +113,7 @@ public sealed class SessionStore : IDisposable
         {
             if (!byToken.TryGetValue(token, out session))
             {
-                return Refuse(retired.TryGetValue(token, out var code) ? code : ProtocolErrorCodes.ResumeUnknown, token);
+                return RefuseToken(token);
             }
         }
 
@@ -127,7 +127,7 @@ public sealed class SessionStore : IDisposable
                 // A racing resume may have won between the lookup and here.
                 if (!byToken.TryGetValue(token, out var still) || !ReferenceEquals(still, session))
                 {
-                    return Refuse(retired.TryGetValue(token, out var code) ? code : ProtocolErrorCodes.ResumeUnknown, token);
+                    return RefuseToken(token);
                 }
             }
 
@@ -136,7 +136,7 @@ public sealed class SessionStore : IDisposable
             {
                 // The previous token is honoured only for a client that lost its Welcome: one whose resume connection
                 // is gone. While that connection lives, this is the losing side of a race.
-                return Refuse(ProtocolErrorCodes.ResumeTokenUsed, token);
+                return Refuse(ProtocolErrorCodes.ResumeTokenUsed);
             }
 
             if (clientHas < 0 || clientHas > session.LastSentSeq)
@@ -385,7 +385,11 @@ public sealed class SessionStore : IDisposable
         }
     }
 
-    private ResumeOutcome Refuse(string code, string tokenOrText)
+    /// <summary>Under the store's lock: a token that resumes nothing gets how it was retired, or unknown.</summary>
+    private ResumeOutcome RefuseToken(string token) =>
+        Refuse(retired.TryGetValue(token, out var code) ? code : ProtocolErrorCodes.ResumeUnknown);
+
+    private ResumeOutcome Refuse(string code, string? detail = null)
     {
         metrics.ResumeRefused(code);
         var text = code switch
@@ -394,7 +398,7 @@ public sealed class SessionStore : IDisposable
             ProtocolErrorCodes.ResumeExpired => $"the session's resume window ({options.ResumeWindowMs} ms) passed",
             ProtocolErrorCodes.ResumeTokenUsed => "this resume token was already used; a resume gets a new one in its Welcome",
             ProtocolErrorCodes.ResumeEnded => "the session ended for good (Goodbye, protocol error or server decision)",
-            _ => tokenOrText,
+            _ => detail ?? code,
         };
         return new ResumeOutcome(null, code, text, null);
     }
