@@ -273,49 +273,17 @@ public sealed class PlayerSession
     }
 
     /// <summary>
-    /// Sends a pre-encoded StateUpdate from any thread (the room ticker). The check for an open connection runs on the
-    /// event loop, in order with the close path, so nothing is sent after our Goodbye (the Goodbye's count stays exact).
-    /// A detached session gets nothing: the first update after its resume is a fresh one.
+    /// Where a room update should go now (called by the room ticker, from its own thread): the connection, or null
+    /// when there is none to send to (a detached session gets nothing: the first update after its resume is a fresh
+    /// one) or when the peer is not writable (<paramref name="notWritable"/>; the ticker coalesces: the member gets
+    /// the next tick's update instead of a queue of stale ones). Whether the connection is still open is checked
+    /// again on its loop, in order with the close path (<see cref="UpdateBatch"/>).
     /// </summary>
-    /// <returns>False when the frame was dropped because the peer is not writable (the caller may coalesce).</returns>
-    public bool TrySend(IByteBuffer frame)
+    internal TcpConnection? UpdateTarget(out bool notWritable)
     {
         var current = Connection;
-        if (current is null)
-        {
-            frame.Release();
-            return true;
-        }
-
-        var channel = current.Channel;
-        if (channel.EventLoop.IsShuttingDown)
-        {
-            frame.Release(); // a task queued to a loop that is ending would never run, nor release the frame
-            return true;
-        }
-
-        if (!channel.IsWritable)
-        {
-            frame.Release();
-            return false;
-        }
-
-        channel.EventLoop.Execute(
-            static (c, f) =>
-            {
-                var target = (TcpConnection)c!;
-                if (target.Phase == ConnectionPhase.Open && target.Channel.Active)
-                {
-                    _ = target.Channel.WriteAndFlushAsync(f);
-                }
-                else
-                {
-                    ReferenceCountUtil.Release(f);
-                }
-            },
-            current,
-            frame);
-        return true;
+        notWritable = current is not null && !current.Channel.IsWritable;
+        return current is null || notWritable ? null : current;
     }
 
     /// <summary>The connection dropped: keep everything, send nothing, until a resume or the end.</summary>

@@ -88,10 +88,11 @@ public sealed class Room
         new(Interlocked.Read(ref tick), serverTimeUnixMs, [.. Members().Select(m => m.State)], AfterGap: true);
 
     /// <summary>
-    /// Broadcasts the current state; returns how many members were skipped as not writable, or -1 when the update
-    /// would exceed <paramref name="maxFrameBytes"/> (the room is too big for one frame) and nothing was sent.
+    /// Encodes the current state once and adds it to <paramref name="batch"/> for every member that can take it;
+    /// returns how many members were skipped as not writable, or -1 when the update would exceed
+    /// <paramref name="maxFrameBytes"/> (the room is too big for one frame) and nothing was added.
     /// </summary>
-    public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes)
+    public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes, UpdateBatch batch)
     {
         var snapshot = Members();
         if (snapshot.Length == 0)
@@ -117,8 +118,11 @@ public sealed class Room
         {
             foreach (var member in snapshot)
             {
-                // A member that is not writable gets the next tick's update instead of a queue of stale ones.
-                if (!member.TrySend(update.RetainedDuplicate()))
+                if (member.UpdateTarget(out var notWritable) is { } connection)
+                {
+                    batch.Add(connection, update.RetainedDuplicate());
+                }
+                else if (notWritable)
                 {
                     skipped++;
                 }

@@ -69,6 +69,7 @@ public sealed class RoomManager : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / options.TickRateHz), time);
+        var batch = new UpdateBatch();
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
@@ -76,7 +77,7 @@ public sealed class RoomManager : BackgroundService
                 var now = time.GetUtcNow().ToUnixTimeMilliseconds();
                 foreach (var room in rooms.Values)
                 {
-                    var skipped = room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes);
+                    var skipped = room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes, batch);
                     if (skipped < 0)
                     {
                         Log.RoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
@@ -85,6 +86,8 @@ public sealed class RoomManager : BackgroundService
 
                     metrics.UpdatesCoalesced(skipped);
                 }
+
+                metrics.UpdatesCoalesced(batch.Dispatch());
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)

@@ -36,7 +36,7 @@ internal sealed class BenchRunner
         var started = DateTime.UtcNow;
 
         var echo = new List<EchoResult>();
-        for (var round = 0; round < settings.Rounds; round++)
+        for (var round = 0; round < (settings.Sections.Contains("echo") ? settings.Rounds : 0); round++)
         {
             foreach (var connections in settings.Connections)
             {
@@ -53,7 +53,7 @@ internal sealed class BenchRunner
         }
 
         var idle = new List<IdleResult>();
-        if (settings.Idle > 0)
+        if (settings.Idle > 0 && settings.Sections.Contains("echo"))
         {
             foreach (var server in servers)
             {
@@ -64,7 +64,7 @@ internal sealed class BenchRunner
         }
 
         var churn = new List<ChurnResult>();
-        if (settings.Churn > 0)
+        if (settings.Churn > 0 && settings.Sections.Contains("echo"))
         {
             foreach (var server in servers)
             {
@@ -79,17 +79,39 @@ internal sealed class BenchRunner
             }
         }
 
-        var markdown = Report.Render(settings, servers, echo, idle, churn, started, Environment.GetCommandLineArgs());
+        var fanoutServers = FanoutServers().Where(s => settings.Only is null || settings.Only.Contains(s.Name)).ToList();
+        var fanout = new List<FanoutResult>();
+        if (settings.Sections.Contains("fanout"))
+        {
+            foreach (var roomSize in settings.FanoutRoomSizes)
+            {
+                foreach (var server in fanoutServers)
+                {
+                    foreach (var players in settings.FanoutPlayers)
+                    {
+                        var result = await MeasureFanoutAsync(server, players, roomSize);
+                        fanout.Add(result);
+                        Console.WriteLine(string.Create(
+                            CultureInfo.InvariantCulture,
+                            $"fanout {server.Name,-10} rooms of {roomSize,2} {players,5} players: {result.UpdatesPerSecond,7:0} updates/s  lateness p50 {result.P50Us / 1000.0:0.0} ms  p99 {result.P99Us / 1000.0:0.0} ms  p99.9 {result.P999Us / 1000.0:0.0} ms  max {result.MaxUs / 1000.0:0.0} ms  server {result.ServerCpuUsPerUpdate:0.00} CPU-us/update  client {result.ClientCpuPercent:0}% CPU  {result.KiBPerPlayer:0.0} KiB/player  joined {result.Joined}  errors {result.Errors}{(result.ClientLate > 0 ? $"  client fell behind {result.ClientLate}x" : "")}"));
+                        if (!result.HeldTick)
+                        {
+                            break; // more players only gets later: the next steps would measure a server that is already behind
+                        }
+                    }
+                }
+            }
+        }
+
+        var markdown = Report.Render(settings, servers, echo, idle, churn, fanoutServers, fanout, started, Environment.GetCommandLineArgs());
         Console.WriteLine();
         Console.WriteLine(markdown);
         if (settings.Out is not null)
         {
-            // What people wrote about the numbers survives a new run; the numbers themselves are replaced.
-            if (File.Exists(settings.Out) && (await File.ReadAllTextAsync(settings.Out)) is var previous
-                && previous.IndexOf(Report.HandWrittenMarker, StringComparison.Ordinal) is var at and >= 0)
-            {
-                markdown += Environment.NewLine + previous[at..];
-            }
+            // What people wrote about the numbers survives a new run; the numbers themselves are replaced. A run of
+            // one section keeps the other section's tables from the previous run.
+            var previous = File.Exists(settings.Out) ? await File.ReadAllTextAsync(settings.Out) : "";
+            markdown = Report.Merge(previous, markdown, settings.Sections);
 
             await File.WriteAllTextAsync(settings.Out, markdown);
             Console.WriteLine($"written to {Path.GetFullPath(settings.Out)}");
@@ -130,6 +152,79 @@ internal sealed class BenchRunner
                     "--Heartbeat:IntervalMs=3600000", "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information"),
                 gameEcho,
                 hello);
+        }
+    }
+
+    /// <summary>
+    /// The fan-out contenders: the game server on each transport, on its defaults but for the connection cap and a
+    /// quiet log (its heartbeat stays on: the client answers its Pings), and the C server that only ticks rooms.
+    /// </summary>
+    private IEnumerable<ServerKind> FanoutServers()
+    {
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        var gameServer = Path.Combine(root, "GameServer", "bin", configuration, "net10.0", "GameServer.dll");
+        yield return new ServerKind("c-fanout", "C, one epoll thread: ticks rooms at 20 Hz, one send() per member (the machine's limit)", port => Exec(Path.Combine(native, "fanout_server"), port.ToString(CultureInfo.InvariantCulture)), [], null);
+        foreach (var (name, transport) in new[] { ("game", "sockets"), ("game-epoll", "epoll") })
+        {
+            yield return new ServerKind(
+                name,
+                $"GameServer on {(transport == "epoll" ? "Transport.Epoll" : "DotNetty stock sockets")}, its defaults (20 Hz, heartbeat on)",
+                port => Dotnet(
+                    gameServer,
+                    $"--Server:Port={port}", $"--Metrics:Port={FreePort()}", "--Server:Backlog=4096", $"--Server:Transport={transport}",
+                    "--Limits:MaxConnections=1000000", "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information"),
+                [],
+                null);
+        }
+    }
+
+    private async Task<FanoutResult> MeasureFanoutAsync(ServerKind server, int players, int roomSize)
+    {
+        var port = FreePort();
+        using var process = await StartServerAsync(server, port);
+        try
+        {
+            await Task.Delay(500); // start-up allocations settle before the memory baseline
+            var rssBefore = RssBytes(process.Id);
+            var client = Exec(
+                Path.Combine(native, "load_client"), "fanout", port.ToString(CultureInfo.InvariantCulture), players.ToString(CultureInfo.InvariantCulture),
+                roomSize.ToString(CultureInfo.InvariantCulture), (settings.WarmUpSeconds * 1000).ToString(CultureInfo.InvariantCulture),
+                (settings.FanoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
+            double cpuAtWarm = 0, cpuAtEnd = 0;
+            long rssJoined = 0;
+            string[]? result = null;
+            await RunClientAsync(client, line =>
+            {
+                if (line.StartsWith("joined ", StringComparison.Ordinal))
+                {
+                    rssJoined = RssBytes(process.Id);
+                }
+                else if (line == "warm")
+                {
+                    cpuAtWarm = CpuSeconds(process.Id);
+                }
+                else if (line.StartsWith("result ", StringComparison.Ordinal))
+                {
+                    cpuAtEnd = CpuSeconds(process.Id);
+                    result = line.Split(' ');
+                }
+            });
+            if (result is null)
+            {
+                throw new InvalidOperationException($"the load client printed no fan-out result against {server.Name}");
+            }
+
+            long Field(int i) => long.Parse(result[i], CultureInfo.InvariantCulture);
+            var updates = Field(1);
+            var seconds = double.Parse(result[2], CultureInfo.InvariantCulture);
+            return new FanoutResult(
+                server.Name, roomSize, players, updates / seconds, Field(3), Field(4), Field(5), Field(6), Field(7) / seconds,
+                updates == 0 ? 0 : (cpuAtEnd - cpuAtWarm) * 1e6 / updates, Field(8) / (seconds * 1e4),
+                (rssJoined - rssBefore) / 1024.0 / players, (int)Field(10), Field(9), Field(11));
+        }
+        finally
+        {
+            await StopAsync(process);
         }
     }
 
@@ -352,7 +447,7 @@ internal sealed class BenchRunner
     private async Task BuildNativeAsync()
     {
         Directory.CreateDirectory(native);
-        foreach (var program in new[] { "echo_server", "load_client" })
+        foreach (var program in new[] { "echo_server", "load_client", "fanout_server" })
         {
             var gcc = Exec("gcc", "-O2", "-Wall", "-Wextra", "-Werror", "-o", Path.Combine(native, program), Path.Combine(root, "bench", "native", program + ".c"));
             using var process = Process.Start(gcc) ?? throw new InvalidOperationException("gcc could not be started");
@@ -410,6 +505,24 @@ internal sealed record ServerKind(string Name, string Description, Func<int, Pro
 
 internal sealed record EchoResult(
     string Server, int Connections, double MessagesPerSecond, int P50Us, int P99Us, int P999Us, double ServerCpuUsPerMessage, double ClientCpuPercent, double RssMiB, long Errors);
+
+/// <summary>One fan-out step: lateness of StateUpdates as the client read them, and what the server spent.</summary>
+internal sealed record FanoutResult(
+    string Server, int RoomSize, int Players, double UpdatesPerSecond, long P50Us, long P99Us, long P999Us, long MaxUs, double BytesPerSecond,
+    double ServerCpuUsPerUpdate, double ClientCpuPercent, double KiBPerPlayer, int Joined, long Errors, long ClientLate)
+{
+    /// <summary>One tick at 20 Hz: an update read later than this has been overtaken by the next one.</summary>
+    public const long TickUs = 50_000;
+
+    /// <summary>Updates each player should read per second.</summary>
+    public const int TickRateHz = 20;
+
+    /// <summary>
+    /// Every player joined, none was lost, each read (within 5 %) its 20 updates a second (a server that drops updates
+    /// to keep up has not held the rate), and lateness p99 stayed within one tick.
+    /// </summary>
+    public bool HeldTick => Joined == Players && Errors == 0 && P99Us <= TickUs && UpdatesPerSecond >= 0.95 * TickRateHz * Players;
+}
 
 internal sealed record IdleResult(string Server, int Opened, double BytesPerConnection, double RssMiB);
 

@@ -19,6 +19,18 @@ internal sealed record BenchSettings
     /// <summary>Connections opened and closed per close mode and server.</summary>
     public int Churn { get; init; } = 100_000;
 
+    /// <summary>Players per fan-out step, ascending; a server's steps stop after the first whose lateness p99 missed a tick.</summary>
+    public IReadOnlyList<int> FanoutPlayers { get; init; } = [1_000, 2_000, 3_000, 4_000, 5_000, 10_000, 15_000];
+
+    /// <summary>Room sizes the fan-out steps run with.</summary>
+    public IReadOnlyList<int> FanoutRoomSizes { get; init; } = [8, 64];
+
+    /// <summary>Seconds measured per fan-out step, after the warm-up (which starts once every player has its first update).</summary>
+    public int FanoutSeconds { get; init; } = 5;
+
+    /// <summary>Which parts run: "echo" (echo, idle, churn), "fanout", or both.</summary>
+    public IReadOnlySet<string> Sections { get; init; } = new HashSet<string>(StringComparer.Ordinal) { "echo", "fanout" };
+
     /// <summary>Only these servers (by name), or all.</summary>
     public IReadOnlyList<string>? Only { get; init; }
 
@@ -27,10 +39,17 @@ internal sealed record BenchSettings
     public static BenchSettings Parse(string[] args)
     {
         var settings = new BenchSettings();
+        var named = new HashSet<string>(StringComparer.Ordinal);
         for (var i = 0; i < args.Length; i++)
         {
             string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
             int NextInt(int min) => int.Parse(Next(), CultureInfo.InvariantCulture) is var n && n >= min ? n : throw new ArgumentException($"{args[i - 1]} must be at least {min}");
+            if (args[i] is "echo" or "fanout")
+            {
+                named.Add(args[i]); // a bare section name: run the named parts only
+                continue;
+            }
+
             settings = args[i] switch
             {
                 "--rounds" => settings with { Rounds = NextInt(1) },
@@ -40,8 +59,15 @@ internal sealed record BenchSettings
                 "--idle" => settings with { Idle = NextInt(0) },
                 "--churn" => settings with { Churn = NextInt(0) },
                 "--only" => settings with { Only = Next().Split(',') },
+                "--players" => settings with { FanoutPlayers = [.. Next().Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture)).Order()] },
+                "--room-sizes" => settings with { FanoutRoomSizes = [.. Next().Split(',').Select(c => int.Parse(c, CultureInfo.InvariantCulture))] },
+                "--fanout-seconds" => settings with { FanoutSeconds = NextInt(1) },
                 "--out" => settings with { Out = Next() },
-                "--quick" => settings with { Rounds = 1, Seconds = 1, WarmUpSeconds = 1, Connections = [16], Idle = 500, Churn = 1000 },
+                "--quick" => settings with
+                {
+                    Rounds = 1, Seconds = 1, WarmUpSeconds = 1, Connections = [16], Idle = 500, Churn = 1000,
+                    FanoutPlayers = [64], FanoutRoomSizes = [8], FanoutSeconds = 1,
+                },
                 var other => throw new ArgumentException($"unknown option {other}"),
             };
         }
@@ -49,6 +75,21 @@ internal sealed record BenchSettings
         if (settings.Connections.Any(c => c is < 1 or > 19_000))
         {
             throw new ArgumentException("--connections: each count must be from 1 to 19000 (the open-files cap is 20000 per process)");
+        }
+
+        if (named.Count > 0)
+        {
+            settings = settings with { Sections = named };
+        }
+
+        if (settings.FanoutPlayers.Any(c => c is < 1 or > 19_000))
+        {
+            throw new ArgumentException("--players: each count must be from 1 to 19000 (the open-files cap is 20000 per process)");
+        }
+
+        if (settings.FanoutRoomSizes.Any(c => c is < 1 or > 1000))
+        {
+            throw new ArgumentException("--room-sizes: each size must be from 1 to 1000");
         }
 
         if (settings.Idle > 19_000)

@@ -18,6 +18,8 @@ internal static class Report
         IReadOnlyList<EchoResult> echo,
         IReadOnlyList<IdleResult> idle,
         IReadOnlyList<ChurnResult> churn,
+        IReadOnlyList<ServerKind> fanoutServers,
+        IReadOnlyList<FanoutResult> fanout,
         DateTime started,
         string[] commandLine)
     {
@@ -89,7 +91,124 @@ internal static class Report
             }
         }
 
+        if (fanout.Count > 0)
+        {
+            text.AppendLine();
+            RenderFanout(text, settings, fanoutServers, fanout, started, commandLine);
+        }
+
         return text.ToString();
+    }
+
+    /// <summary>Start and end of the fan-out part, so that a run of one part keeps the other's tables.</summary>
+    public const string FanoutStart = "<!-- fan-out tables: ./run.sh bench fanout rewrites from here -->";
+
+    public const string FanoutEnd = "<!-- end of fan-out tables -->";
+
+    /// <summary>
+    /// The file a run writes: its own tables; the other part's tables from <paramref name="previous"/> when this run
+    /// measured one part only; and the hand-written notes of <paramref name="previous"/>, always.
+    /// </summary>
+    public static string Merge(string previous, string rendered, IReadOnlySet<string> sections)
+    {
+        var notesAt = previous.IndexOf(HandWrittenMarker, StringComparison.Ordinal);
+        var notes = notesAt >= 0 ? previous[notesAt..] : "";
+        var tables = notesAt >= 0 ? previous[..notesAt] : previous;
+        var oldFanout = Between(tables, FanoutStart, FanoutEnd);
+        var oldHead = oldFanout is null ? tables : tables[..tables.IndexOf(FanoutStart, StringComparison.Ordinal)];
+        var newFanout = Between(rendered, FanoutStart, FanoutEnd);
+        var newHead = newFanout is null ? rendered : rendered[..rendered.IndexOf(FanoutStart, StringComparison.Ordinal)];
+        var head = sections.Contains("echo") || oldHead.Trim().Length == 0 ? newHead : oldHead;
+        var fan = sections.Contains("fanout") ? newFanout : oldFanout;
+        var text = new StringBuilder(head.TrimEnd()).AppendLine();
+        if (fan is not null)
+        {
+            text.AppendLine().AppendLine(fan);
+        }
+
+        if (notes.Length > 0)
+        {
+            text.AppendLine().Append(notes);
+        }
+
+        return text.ToString();
+    }
+
+    private static string? Between(string text, string start, string end)
+    {
+        var from = text.IndexOf(start, StringComparison.Ordinal);
+        var to = from < 0 ? -1 : text.IndexOf(end, from, StringComparison.Ordinal);
+        return to < 0 ? null : text[from..(to + end.Length)];
+    }
+
+    private static void RenderFanout(
+        StringBuilder text, BenchSettings settings, IReadOnlyList<ServerKind> servers, IReadOnlyList<FanoutResult> fanout, DateTime started, string[] commandLine)
+    {
+        const string Reference = "c-fanout";
+        var inv = CultureInfo.InvariantCulture;
+        text.AppendLine(FanoutStart);
+        text.AppendLine("## Fan-out: players at 20 Hz");
+        text.AppendLine();
+        text.AppendLine(inv, $"- Run: {started:yyyy-MM-dd HH:mm} UTC, `{string.Join(' ', commandLine.Skip(1))}`; {settings.WarmUpSeconds} s warm-up after every player's first update, then {settings.FanoutSeconds} s measured per step; one server process per step");
+        text.AppendLine("- Load client: `load_client fanout` (`bench/native/load_client.c`), one epoll thread on the same two cores: each player says Hello (version 1), joins room `r<index / room size>`, answers Pings and reads StateUpdates. Lateness = the client's wall clock when it read the update minus the update's `serverTimeUnixMs` (the same machine clock; the server's millisecond truncation makes it up to 1 ms high). Percentiles are bucket upper edges (0.1 ms buckets).");
+        text.AppendLine("- Server CPU-µs/update: the server's user + system time over the measured window divided by the updates the client read. Memory per player: the server's resident-set growth from before the first connection to all players joined, divided by the players.");
+        text.AppendLine("- Players at 20 Hz: the largest step whose players all joined, none was lost, every player read its 20 updates a second (within 5 %: a server that skips updates to keep up has not held the rate) and whose lateness p99 stayed within one tick (50 ms). Steps stop after the first that missed. \"client behind\" counts the client's epoll passes more than 50 ms apart: when it is not 0 the client itself was late and the figures are a floor.");
+        text.AppendLine();
+        text.AppendLine("| server | what it is |");
+        text.AppendLine("|---|---|");
+        foreach (var server in servers)
+        {
+            text.AppendLine(inv, $"| `{server.Name}` | {server.Description} |");
+        }
+
+        text.AppendLine();
+        text.AppendLine("### Summary");
+        text.AppendLine();
+        text.AppendLine("| room size | server | players at 20 Hz | × c-fanout | CPU-µs/update at the largest step both held | × c-fanout |");
+        text.AppendLine("|---:|---|---:|---:|---:|---:|");
+        foreach (var roomSize in settings.FanoutRoomSizes)
+        {
+            int Held(string server) => fanout.Where(r => r.Server == server && r.RoomSize == roomSize && r.HeldTick).Select(r => r.Players).DefaultIfEmpty(0).Max();
+            var referenceHeld = Held(Reference);
+            foreach (var server in servers.Select(s => s.Name))
+            {
+                var held = Held(server);
+                var common = Math.Min(held, referenceHeld);
+                var mine = fanout.FirstOrDefault(r => r.Server == server && r.RoomSize == roomSize && r.Players == common);
+                var theirs = fanout.FirstOrDefault(r => r.Server == Reference && r.RoomSize == roomSize && r.Players == common);
+                var cpu = mine is null ? "–" : $"{mine.ServerCpuUsPerUpdate:0.00} (at {common})";
+                text.AppendLine(inv, $"| {roomSize} | `{server}` | {held} | {Ratio(held, referenceHeld)} | {cpu} | {Ratio(mine?.ServerCpuUsPerUpdate ?? 0, theirs?.ServerCpuUsPerUpdate)} |");
+            }
+        }
+
+        foreach (var roomSize in settings.FanoutRoomSizes)
+        {
+            text.AppendLine();
+            text.AppendLine(inv, $"### Rooms of {roomSize}");
+            text.AppendLine();
+            text.AppendLine("| server | players | updates/s | lateness p50 ms | p99 ms | p99.9 ms | max ms | server CPU-µs/update | MB/s sent | server KiB/player | client CPU % | client behind | joined | errors |");
+            text.AppendLine("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            foreach (var r in fanout.Where(r => r.RoomSize == roomSize))
+            {
+                text.AppendLine(inv, $"| `{r.Server}` | {r.Players} | {r.UpdatesPerSecond:0} | {r.P50Us / 1000.0:0.0} | {r.P99Us / 1000.0:0.0} | {r.P999Us / 1000.0:0.0} | {r.MaxUs / 1000.0:0.0} | {r.ServerCpuUsPerUpdate:0.00} | {r.BytesPerSecond / 1e6:0.0} | {r.KiBPerPlayer:0.0} | {r.ClientCpuPercent:0} | {r.ClientLate} | {r.Joined} | {r.Errors} |");
+            }
+        }
+
+        // The projection the issue asks for: what 10,000 players would cost where the client does not share the cores.
+        var projected = fanout.Where(r => r.RoomSize == settings.FanoutRoomSizes[0] && r.HeldTick).GroupBy(r => r.Server)
+            .Select(g => g.OrderByDescending(r => r.Players).First()).ToList();
+        if (projected.Count > 0)
+        {
+            text.AppendLine();
+            text.AppendLine(inv, $"Projection, not a measurement: 10,000 players in rooms of {settings.FanoutRoomSizes[0]} at 20 Hz receive 200,000 updates/s. At the CPU per update measured at each server's largest held step, that is:");
+            text.AppendLine();
+            foreach (var r in projected)
+            {
+                text.AppendLine(inv, $"- `{r.Server}`: {r.ServerCpuUsPerUpdate:0.00} µs × 200,000/s = {r.ServerCpuUsPerUpdate * 0.2:0.00} cores (measured at {r.Players} players)");
+            }
+        }
+
+        text.AppendLine(FanoutEnd);
     }
 
     private static EchoResult? Median(List<EchoResult> runs)

@@ -13,6 +13,14 @@
  *   load_client churn PORT COUNT fin|rst REQUEST_HEX [HELLO_HEX]
  *       COUNT connections, 16 at a time: connect, (Hello, Welcome), one request and its answer, then close with FIN
  *       or with RST (SO_LINGER 0). Prints: connections seconds errors client_cpu_us.
+ *   load_client fanout PORT PLAYERS ROOM_SIZE WARMUP_MS DURATION_MS
+ *       PLAYERS game connections (protocol version 1): each sends Hello and JoinRoom("rK", K = its index / ROOM_SIZE),
+ *       answers every Ping with a Pong and reads StateUpdates. An update's lateness is this machine's wall clock when
+ *       the update was read minus its serverTimeUnixMs (the same clock, so no offset). The measured window opens
+ *       WARMUP_MS after every player has had its first update; "joined N" is printed when they have (or after 60 s,
+ *       with N short), then "warm" when the window opens, then one result line: updates seconds p50_us p99_us
+ *       p999_us max_us bytes client_cpu_us errors joined late_reads. late_reads counts epoll passes that found more
+ *       than a tick's worth (50 ms) between two waits: the client itself fell behind, so its figures are a floor.
  *
  * Frames on the wire are 4-byte big-endian length + payload; REQUEST_HEX and HELLO_HEX are whole frames.
  */
@@ -289,6 +297,251 @@ static int churn(int port, long count, int rst)
     return 0;
 }
 
+/* ---- fanout: reads StateUpdates and measures each one's lateness from its serverTimeUnixMs ---- */
+
+#define LATE_BUCKET_US 100u
+#define LATE_BUCKETS (600000u) /* 100 us buckets up to 60 s; later is counted in the last */
+
+struct player {
+    int fd;
+    int updates; /* seen since connecting; the first marks the player as joined */
+    size_t have;
+    unsigned char *buf;
+};
+
+static uint64_t wall_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+/* A MessagePack unsigned or signed integer at p (no more than end); returns bytes used or 0. */
+static size_t mp_int(const unsigned char *p, const unsigned char *end, int64_t *value)
+{
+    if (p >= end)
+        return 0;
+    unsigned char b = *p;
+    size_t need;
+    if (b <= 0x7f) {
+        *value = b;
+        return 1;
+    }
+    if (b >= 0xe0) {
+        *value = (int8_t)b;
+        return 1;
+    }
+    switch (b) {
+    case 0xcc: case 0xd0: need = 1; break;
+    case 0xcd: case 0xd1: need = 2; break;
+    case 0xce: case 0xd2: need = 4; break;
+    case 0xcf: case 0xd3: need = 8; break;
+    default: return 0;
+    }
+    if ((size_t)(end - p) < 1 + need)
+        return 0;
+    uint64_t v = 0;
+    for (size_t i = 0; i < need; i++)
+        v = v << 8 | p[1 + i];
+    if (b >= 0xd0 && need < 8 && (v >> (need * 8 - 1)) & 1)
+        v |= ~(uint64_t)0 << (need * 8); /* sign-extend */
+    *value = (int64_t)v;
+    return 1 + need;
+}
+
+static uint64_t *late_hist;
+static uint64_t late_count, late_max_us, measured_bytes;
+static long fan_errors;
+static int fan_joined;
+
+static void late_record(uint64_t us)
+{
+    uint64_t bucket = us / LATE_BUCKET_US;
+    late_hist[bucket < LATE_BUCKETS ? bucket : LATE_BUCKETS - 1]++;
+    late_count++;
+    if (us > late_max_us)
+        late_max_us = us;
+}
+
+static uint64_t late_percentile(double q)
+{
+    if (late_count == 0)
+        return 0;
+    uint64_t rank = (uint64_t)((double)late_count * q), seen = 0;
+    for (uint32_t b = 0; b < LATE_BUCKETS; b++) {
+        seen += late_hist[b];
+        if (seen > rank)
+            return (uint64_t)(b + 1) * LATE_BUCKET_US; /* the bucket's upper edge: never flattering */
+    }
+    return late_max_us;
+}
+
+static void player_drop(int ep, struct player *p)
+{
+    epoll_ctl(ep, EPOLL_CTL_DEL, p->fd, NULL);
+    close(p->fd);
+    p->fd = -1;
+    fan_errors++;
+}
+
+/* One frame from the server: a Ping is answered, a StateUpdate timed; everything else (Welcome) is skipped. */
+static void player_frame(int ep, struct player *p, const unsigned char *f, size_t len, int measuring)
+{
+    const unsigned char *body = f + 4, *end = f + len;
+    if (len < 7 || body[0] != 0x92)
+        return;
+    if (body[1] == 0x02) { /* Ping [seq, sentAt] -> Pong, same body */
+        unsigned char pong[64];
+        if (len > sizeof pong)
+            return;
+        memcpy(pong, f, len);
+        pong[5] = 0x03;
+        if (send(p->fd, pong, len, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)len)
+            player_drop(ep, p);
+        return;
+    }
+    if (body[1] != 0x07 || body[2] != 0x93)
+        return;
+    int64_t tick, server_ms;
+    size_t used = mp_int(body + 3, end, &tick);
+    if (used == 0 || mp_int(body + 3 + used, end, &server_ms) == 0) {
+        fan_errors++;
+        return;
+    }
+    if (p->updates++ == 0)
+        fan_joined++;
+    if (measuring) {
+        int64_t late = (int64_t)wall_us() - server_ms * 1000;
+        late_record(late < 0 ? 0 : (uint64_t)late);
+        measured_bytes += len;
+    }
+}
+
+static void player_read(int ep, struct player *p, int measuring)
+{
+    for (;;) {
+        ssize_t r = recv(p->fd, p->buf + p->have, RBUF - p->have, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == EAGAIN)
+            return;
+        if (r <= 0) {
+            player_drop(ep, p);
+            return;
+        }
+        p->have += (size_t)r;
+        size_t off = 0;
+        while (p->have - off >= 4) {
+            unsigned char *f = p->buf + off;
+            size_t len = 4 + ((size_t)f[0] << 24 | (size_t)f[1] << 16 | (size_t)f[2] << 8 | f[3]);
+            if (len > RBUF) {
+                player_drop(ep, p);
+                return;
+            }
+            if (p->have - off < len)
+                break;
+            player_frame(ep, p, f, len, measuring);
+            if (p->fd < 0)
+                return;
+            off += len;
+        }
+        memmove(p->buf, p->buf + off, p->have - off);
+        p->have -= off;
+        if ((size_t)r < RBUF / 2)
+            return; /* drained for now; level-triggered epoll brings us back */
+    }
+}
+
+static uint64_t last_wait_ns, late_reads;
+
+static void fan_poll(int ep, int timeout_ms, int measuring)
+{
+    static struct epoll_event events[1024];
+    uint64_t t = now_ns();
+    if (measuring && last_wait_ns && t - last_wait_ns > 50000000u)
+        late_reads++;
+    int n = epoll_wait(ep, events, 1024, timeout_ms);
+    last_wait_ns = now_ns();
+    for (int i = 0; i < n; i++) {
+        struct player *p = events[i].data.ptr;
+        if (p->fd >= 0)
+            player_read(ep, p, measuring);
+    }
+}
+
+static size_t put_str(unsigned char *out, const char *s)
+{
+    size_t n = strlen(s);
+    out[0] = (unsigned char)(0xa0 | n); /* fixstr: every string here is under 32 bytes */
+    memcpy(out + 1, s, n);
+    return 1 + n;
+}
+
+static int fanout(int port, int players, int room_size, int warmup_ms, int duration_ms)
+{
+    struct player *ps = calloc((size_t)players, sizeof *ps);
+    late_hist = calloc(LATE_BUCKETS, sizeof *late_hist);
+    int ep = epoll_create1(0);
+    for (int i = 0; i < players; i++) {
+        ps[i].fd = dial(port);
+        if (ps[i].fd < 0) {
+            perror("connect");
+            return 1;
+        }
+        ps[i].buf = malloc(RBUF);
+        /* Hello [1, "fanN", nil] and JoinRoom ["rK"] in one write: the server handles frames in order. */
+        unsigned char out[128], *q = out;
+        char name[24], room[24];
+        snprintf(name, sizeof name, "fan%d", i);
+        snprintf(room, sizeof room, "r%d", i / room_size);
+        unsigned char *h = q;
+        q += 4;
+        *q++ = 0x92, *q++ = 0x00, *q++ = 0x93, *q++ = 0x01;
+        q += put_str(q, name);
+        *q++ = 0xc0;
+        size_t hl = (size_t)(q - h - 4);
+        h[0] = 0, h[1] = 0, h[2] = (unsigned char)(hl >> 8), h[3] = (unsigned char)hl;
+        unsigned char *j = q;
+        q += 4;
+        *q++ = 0x92, *q++ = 0x05, *q++ = 0x91;
+        q += put_str(q, room);
+        size_t jl = (size_t)(q - j - 4);
+        j[0] = 0, j[1] = 0, j[2] = (unsigned char)(jl >> 8), j[3] = (unsigned char)jl;
+        if (send_all(ps[i].fd, out, (size_t)(q - out)) != 0) {
+            perror("send");
+            return 1;
+        }
+        int nonblocking = 1;
+        ioctl(ps[i].fd, FIONBIO, &nonblocking);
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = &ps[i] };
+        epoll_ctl(ep, EPOLL_CTL_ADD, ps[i].fd, &ev);
+        if (i % 64 == 63)
+            fan_poll(ep, 0, 0); /* keep reading the players already in while the rest connect */
+    }
+    uint64_t give_up = now_ns() + 60000000000u;
+    while (fan_joined + fan_errors < players && now_ns() < give_up)
+        fan_poll(ep, 10, 0);
+    printf("joined %d\n", fan_joined);
+    fflush(stdout);
+    uint64_t warm_at = now_ns() + (uint64_t)warmup_ms * 1000000u;
+    while (now_ns() < warm_at)
+        fan_poll(ep, 10, 0);
+    uint64_t cpu_start = cpu_us(), start = now_ns(), end_at = start + (uint64_t)duration_ms * 1000000u;
+    printf("warm\n");
+    fflush(stdout);
+    last_wait_ns = 0;
+    while (now_ns() < end_at)
+        fan_poll(ep, 10, 1);
+    uint64_t cpu = cpu_us() - cpu_start;
+    double seconds = (double)(now_ns() - start) / 1e9;
+    printf("result %llu %.3f %llu %llu %llu %llu %llu %llu %ld %d %llu\n", (unsigned long long)late_count, seconds,
+           (unsigned long long)late_percentile(0.50), (unsigned long long)late_percentile(0.99),
+           (unsigned long long)late_percentile(0.999), (unsigned long long)late_max_us, (unsigned long long)measured_bytes,
+           (unsigned long long)cpu, fan_errors, fan_joined, (unsigned long long)late_reads);
+    fflush(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -309,8 +562,11 @@ int main(int argc, char **argv)
             hello_len = unhex(argv[6], hello, sizeof hello);
         return churn(atoi(argv[2]), atol(argv[3]), strcmp(argv[4], "rst") == 0);
     }
+    if (argc >= 7 && strcmp(argv[1], "fanout") == 0)
+        return fanout(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]), atoi(argv[6]));
     fprintf(stderr, "usage: load_client pingpong PORT CONNS WARMUP_MS DURATION_MS REQUEST_HEX [HELLO_HEX]\n"
                     "       load_client idle PORT CONNS [HELLO_HEX]\n"
-                    "       load_client churn PORT COUNT fin|rst REQUEST_HEX [HELLO_HEX]\n");
+                    "       load_client churn PORT COUNT fin|rst REQUEST_HEX [HELLO_HEX]\n"
+                    "       load_client fanout PORT PLAYERS ROOM_SIZE WARMUP_MS DURATION_MS\n");
     return 2;
 }

@@ -75,20 +75,33 @@ public class FramingTests
         Assert.Null(channel.ReadInbound<IMessage>());
     }
 
-    [Fact]
-    public void Prepender_WritesTheDocumentedHeader()
+    [Theory]
+    [InlineData(16)] // copied behind its header: one buffer
+    [InlineData(FramePrepender.CopyBelowBytes - 16)] // the largest payloads that are still copied
+    [InlineData(FramePrepender.CopyBelowBytes + 1)] // its own buffer after a separate header
+    [InlineData(60_000)]
+    public void Prepender_WritesTheDocumentedHeader_SmallFramesInOneBuffer(int echoBytes)
     {
         var channel = new EmbeddedChannel(new ConnectionHandler(), new FramePrepender(65536), new MessageCodec());
-        channel.WriteOutbound(new Goodbye("bye", 42));
-        var header = channel.ReadOutbound<IByteBuffer>();
-        var payload = channel.ReadOutbound<IByteBuffer>();
-        var bytes = new byte[header.ReadableBytes + payload.ReadableBytes];
-        header.ReadBytes(bytes, 0, header.ReadableBytes);
-        payload.ReadBytes(bytes, 4, payload.ReadableBytes);
-        Assert.Equal(Wire.Frame(new Goodbye("bye", 42)), bytes);
+        var message = new Echo(7, Enumerable.Range(0, echoBytes).Select(i => (byte)i).ToArray());
+        channel.WriteOutbound(message);
+        var buffers = new List<IByteBuffer>();
+        while (channel.ReadOutbound<IByteBuffer>() is { } buffer)
+        {
+            buffers.Add(buffer);
+        }
+
+        var expected = Wire.Frame(message);
+        Assert.Equal(expected.Length - 4 <= FramePrepender.CopyBelowBytes ? 1 : 2, buffers.Count);
+        var bytes = buffers.SelectMany(b =>
+        {
+            var part = new byte[b.ReadableBytes];
+            b.ReadBytes(part);
+            b.Release();
+            return part;
+        }).ToArray();
+        Assert.Equal(expected, bytes);
         Assert.Equal(1, TcpConnection.Of(channel).FramesSent);
-        header.Release();
-        payload.Release();
     }
 
     [Fact]

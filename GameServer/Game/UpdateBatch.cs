@@ -1,0 +1,130 @@
+using DotNetty.Buffers;
+using DotNetty.Common.Concurrency;
+using DotNetty.Common.Utilities;
+using DotNetty.Transport.Channels;
+using TcpConnections;
+
+namespace GameServer.Game;
+
+/// <summary>
+/// One tick's room updates, grouped by the event loop of the connection each goes to, so that a tick costs each loop
+/// one task (one wake-up) instead of one per member. The ticker fills it and dispatches it once; each loop then writes
+/// and flushes its connections' updates in the order they were added. Latest wins per loop: when a loop has not yet
+/// started on the previous tick's updates, the new tick's replace them (they are whole-room states, so the newer one
+/// says everything the older one did). A loop that falls behind thus holds at most one tick of updates, and their
+/// lateness stays bounded by one tick plus its sending time instead of growing with a queue of stale ones.
+/// Only the ticker's thread calls <see cref="Add"/> and <see cref="Dispatch"/>.
+/// </summary>
+public sealed class UpdateBatch
+{
+    private readonly Dictionary<IEventLoop, List<(TcpConnection Connection, IByteBuffer Frame)>> byLoop = [];
+    private readonly Dictionary<IEventLoop, Slot> slots = [];
+
+    /// <summary>Queues <paramref name="frame"/> (owned by the batch from now on) for <paramref name="connection"/>.</summary>
+    public void Add(TcpConnection connection, IByteBuffer frame)
+    {
+        var loop = connection.Channel.EventLoop;
+        if (!byLoop.TryGetValue(loop, out var frames))
+        {
+            byLoop[loop] = frames = [];
+        }
+
+        frames.Add((connection, frame));
+    }
+
+    /// <summary>
+    /// Hands every loop its share; the batch is empty afterwards and may be filled again. Returns how many updates of
+    /// an earlier tick were replaced before their loop sent them.
+    /// </summary>
+    public int Dispatch()
+    {
+        var replaced = 0;
+        foreach (var (loop, frames) in byLoop)
+        {
+            if (loop.IsShuttingDown)
+            {
+                // A task queued to a loop that is ending would never run, nor release the frames.
+                Release(frames);
+                continue;
+            }
+
+            if (!slots.TryGetValue(loop, out var slot))
+            {
+                slots[loop] = slot = new Slot();
+            }
+
+            if (Interlocked.Exchange(ref slot.Latest, frames) is { } stale)
+            {
+                // The task that will take it is already queued; it takes these instead.
+                replaced += stale.Count;
+                Release(stale);
+                continue;
+            }
+
+            try
+            {
+                loop.Execute(static state => ((Slot)state!).SendLatest(), slot);
+            }
+            catch (RejectedExecutionException)
+            {
+                // It began shutting down after the check.
+                if (Interlocked.Exchange(ref slot.Latest, null) is { } unsent)
+                {
+                    Release(unsent);
+                }
+            }
+        }
+
+        byLoop.Clear();
+        foreach (var loop in slots.Keys.Where(l => l.IsShuttingDown).ToList())
+        {
+            if (slots.Remove(loop, out var ended) && Interlocked.Exchange(ref ended.Latest, null) is { } unsent)
+            {
+                Release(unsent);
+            }
+        }
+
+        return replaced;
+    }
+
+    /// <summary>
+    /// On the loop, in order with the close path: a connection that is no longer open gets nothing, so nothing is
+    /// sent after our Goodbye (whose frame count stays exact).
+    /// </summary>
+    private static void Send(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
+    {
+        foreach (var (connection, frame) in frames)
+        {
+            if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
+            {
+                _ = connection.Channel.WriteAndFlushAsync(frame);
+            }
+            else
+            {
+                ReferenceCountUtil.Release(frame);
+            }
+        }
+    }
+
+    /// <summary>What one loop has yet to send: the latest tick's updates, or null once its task took them.</summary>
+    private sealed class Slot
+    {
+        public List<(TcpConnection Connection, IByteBuffer Frame)>? Latest;
+
+        public void SendLatest()
+        {
+            if (Interlocked.Exchange(ref Latest, null) is { } frames)
+            {
+                Send(frames);
+            }
+        }
+    }
+
+    private static void Release(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
+    {
+        foreach (var (_, frame) in frames)
+        {
+            frame.Release();
+        }
+    }
+}
