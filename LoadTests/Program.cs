@@ -47,6 +47,16 @@ GameClientOptions Client(string name) => new()
 var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
 var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
 
+if (settings.Copies > LoadSettings.PlayersOneSuiteReads)
+{
+    // Said before the run, not discovered after it: the verdict would be the generator's, not the server's.
+    Console.WriteLine(
+        $"load: note: {settings.Copies} players at a {settings.ClientTickMs} ms client tick and the server's room ticks are more than this .NET suite "
+        + $"reads on a small machine (about {LoadSettings.PlayersOneSuiteReads} players at 20 Hz on 2 cores shared with the server: each player reads 20 "
+        + "StateUpdates a second). The run goes on and its verdict says if the generator fell behind; to measure how many players a server holds, "
+        + "use the native client: ./run.sh bench fanout (docs/PERFORMANCE.md).");
+}
+
 Console.WriteLine($"load: target {settings.Target}, {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), resume {settings.ResumeRate}/s, {settings.DurationSeconds} s");
 using var http = new HttpClient();
 var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
@@ -66,7 +76,9 @@ var result = await LoadRunner
             settings.RoomSize,
             TimeSpan.FromMilliseconds(settings.ClientTickMs),
             [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
-            TimeSpan.FromSeconds(settings.WarmUpSeconds)),
+            TimeSpan.FromSeconds(settings.WarmUpSeconds),
+            settings.CleanConcurrency,
+            TimeSpan.FromSeconds(settings.CleanDeadlineSeconds)),
         GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
         chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]),
         resume.Create([new LoadSimulation.Inject(settings.ResumeRate, TimeSpan.FromSeconds(1), duration)]))
@@ -74,12 +86,24 @@ var result = await LoadRunner
     .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
     .WithThresholds(
         new Threshold($"fail rate under {settings.MaxFailPercent} %", s => s.Step == "global", s => s.FailPercent < settings.MaxFailPercent),
-        new Threshold($"echo p99 under {settings.MaxEchoP99Ms} ms", s => s.Step == "echo", s => s.P99Ms < settings.MaxEchoP99Ms))
+        new Threshold($"echo p99 under {settings.MaxEchoP99Ms} ms", s => s.Step == "echo", s => s.P99Ms < settings.MaxEchoP99Ms),
+        new Threshold($"StateUpdate lateness p99 under {settings.MaxStateUpdateP99Ms} ms", s => s.Step == "state_update", s => s.P99Ms < settings.MaxStateUpdateP99Ms),
+        new Threshold($"connect p99 under {settings.MaxConnectP99Ms} ms", s => s.Step == "connect", s => s.P99Ms < settings.MaxConnectP99Ms))
+    .WithGeneratorLagBound(settings.MaxGeneratorLagMs)
     .RunAsync(NullLogger.Instance, Console.Out, CancellationToken.None);
 
 Console.WriteLine();
-Console.WriteLine(LoadRunner.Markdown(result.Stats, result.BrokenThresholds));
+Console.WriteLine(LoadRunner.Markdown(result.Stats, result.BrokenThresholds, result.Generator));
 var problems = result.BrokenThresholds.ToList();
+
+if (GameScenarios.PlayClean is { } clean)
+{
+    Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"clean step: {clean.Closed} players closed in {clean.Elapsed.TotalSeconds:0.0} s ({settings.CleanConcurrency} at a time)"));
+    if (clean.Unfinished > 0)
+    {
+        problems.Add($"clean step: {clean.Unfinished} players had not finished their Goodbye handshake after {settings.CleanDeadlineSeconds} s (not waited on further)");
+    }
+}
 
 if (settings.Metrics is not null && baseline is not null)
 {
@@ -275,6 +299,27 @@ namespace LoadTests
 
         public double MaxEchoP99Ms { get; init; } = 250;
 
+        /// <summary>Bound on <c>play</c>'s StateUpdate lateness p99 (from the update's serverTime to when the client read it).</summary>
+        public double MaxStateUpdateP99Ms { get; init; } = 250;
+
+        /// <summary>Bound on the connect time p99 (TCP connect, Hello and Welcome) of players that connected during the measured run.</summary>
+        public double MaxConnectP99Ms { get; init; } = 1000;
+
+        /// <summary>Above this lateness p99 of its own timer, the generator itself was the bottleneck and the run fails saying so.</summary>
+        public double MaxGeneratorLagMs { get; init; } = 50;
+
+        /// <summary>Goodbye handshakes the clean step runs at once.</summary>
+        public int CleanConcurrency { get; init; } = 64;
+
+        /// <summary>How long the clean step waits for every player to finish its Goodbye.</summary>
+        public int CleanDeadlineSeconds { get; init; } = 60;
+
+        /// <summary>About the most players this suite reads at 20 Hz on a 2-core machine it shares with the server.</summary>
+        public const int PlayersOneSuiteReads = 2000;
+
+        /// <summary>Connections one process may hold here (open files cap 20,000, some kept for the runtime).</summary>
+        public const int MaxCopies = 19_000;
+
         public string ReportFolder { get; init; } = "load-reports";
 
         /// <summary>The suite's own connections and bot victims: <c>auto</c> (epoll on Linux), <c>sockets</c> or <c>epoll</c>.</summary>
@@ -309,6 +354,11 @@ namespace LoadTests
                     "--warm-up" => settings with { WarmUpSeconds = NextInt() },
                     "--max-fail-percent" => settings with { MaxFailPercent = double.Parse(Next(), CultureInfo.InvariantCulture) },
                     "--max-echo-p99-ms" => settings with { MaxEchoP99Ms = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--max-state-update-p99-ms" => settings with { MaxStateUpdateP99Ms = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--max-connect-p99-ms" => settings with { MaxConnectP99Ms = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--max-generator-lag-ms" => settings with { MaxGeneratorLagMs = double.Parse(Next(), CultureInfo.InvariantCulture) },
+                    "--clean-concurrency" => settings with { CleanConcurrency = NextInt() },
+                    "--clean-deadline" => settings with { CleanDeadlineSeconds = NextInt() },
                     "--report-folder" => settings with { ReportFolder = Next() },
                     "--client-transport" => settings with { ClientTransport = Next() },
                     "--smoke" => settings with
@@ -340,11 +390,19 @@ namespace LoadTests
             Require(DurationSeconds >= 1, "--duration must be at least 1 second");
             Require(WarmUpSeconds >= 0, "--warm-up must not be negative");
             Require(Copies >= 0, "--copies must not be negative");
+            Require(
+                Copies <= MaxCopies,
+                $"--copies {Copies}: one process holds at most {MaxCopies} connections here (open files: 20,000 per process); for more players, "
+                + "run several load processes with --target against one server, or measure with the native client (./run.sh bench fanout)");
+            Require(CleanConcurrency >= 1, "--clean-concurrency must be at least 1");
+            Require(CleanDeadlineSeconds >= 1, "--clean-deadline must be at least 1 second");
             Require(RoomSize >= 1, "--room-size must be at least 1");
             Require(ClientTickMs >= 1, "--tick-ms must be at least 1");
             Require(ChurnRate >= 0 && ChaosRate >= 0 && ResumeRate >= 0, "rates must not be negative");
             Require(ChaosBotConnections is >= 1 and <= 10_000, "--chaos-bot-connections must be between 1 and 10000");
-            Require(MaxFailPercent >= 0 && MaxEchoP99Ms > 0, "threshold bounds must be positive");
+            Require(
+                MaxFailPercent >= 0 && MaxEchoP99Ms > 0 && MaxStateUpdateP99Ms > 0 && MaxConnectP99Ms > 0 && MaxGeneratorLagMs > 0,
+                "threshold bounds must be positive");
             Require(
                 Target is null || (Target.LastIndexOf(':') > 0 && int.TryParse(Target[(Target.LastIndexOf(':') + 1)..], CultureInfo.InvariantCulture, out var port) && port is > 0 and < 65536),
                 $"--target must be host:port, not '{Target}'");

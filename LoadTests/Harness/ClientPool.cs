@@ -76,17 +76,65 @@ public sealed class ClientPool<TClient> : IAsyncDisposable
         return client;
     }
 
-    /// <summary>Ends every client still held (the scenario's clean step).</summary>
-    public async ValueTask DisposeAsync()
+    /// <summary>
+    /// Ends every client still held (the scenario's clean step), <paramref name="concurrency"/> at a time, and stops
+    /// waiting at <paramref name="deadline"/>: a run with thousands of players must not spend minutes on one Goodbye
+    /// handshake after another, nor wait for ever on one that hangs. What did not finish in time is reported, not
+    /// waited on (its connection is closed with the process).
+    /// </summary>
+    public async Task<CleanOutcome> CloseAllAsync(int concurrency, TimeSpan deadline)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(concurrency, 1);
+        var held = new List<TClient>();
         foreach (var number in slots.Keys)
         {
             if (slots.TryRemove(number, out var slot))
             {
-                await dispose(slot.Client);
+                held.Add(slot.Client);
             }
         }
+
+        var started = Stopwatch.GetTimestamp();
+        var closed = 0;
+        using var gate = new SemaphoreSlim(concurrency);
+        var all = Task.WhenAll(held.Select(async client =>
+        {
+            await gate.WaitAsync();
+            try
+            {
+                await dispose(client);
+                Interlocked.Increment(ref closed);
+            }
+            finally
+            {
+                gate.Release();
+            }
+        }));
+        await Task.WhenAny(all, Task.Delay(deadline));
+        if (!all.IsCompleted)
+        {
+            _ = all.ContinueWith(static t => t.Exception, TaskScheduler.Default); // observed: it may fault after we stop looking
+        }
+        else
+        {
+            await all;
+        }
+
+        var done = Volatile.Read(ref closed);
+        return new CleanOutcome(done, held.Count - done, Stopwatch.GetElapsedTime(started));
     }
+
+    /// <summary>Ends every client still held, with the defaults of <see cref="CloseAllAsync"/>'s callers.</summary>
+    public async ValueTask DisposeAsync() => await CloseAllAsync(DefaultCleanConcurrency, DefaultCleanDeadline);
+
+    /// <summary>Goodbye handshakes in flight at once during a clean step.</summary>
+    public const int DefaultCleanConcurrency = 64;
+
+    /// <summary>How long a clean step waits for all its clients to end.</summary>
+    public static readonly TimeSpan DefaultCleanDeadline = TimeSpan.FromSeconds(60);
 
     private sealed record Slot(TClient Client, Task Ended);
 }
+
+/// <summary>How a clean step went: clients ended, clients still ending at the deadline, and the time it took.</summary>
+public sealed record CleanOutcome(int Closed, int Unfinished, TimeSpan Elapsed);

@@ -17,6 +17,7 @@ public sealed class LoadRunner
     private readonly List<Threshold> thresholds = [];
     private string reportFolder = "load-reports";
     private TimeSpan progressInterval = TimeSpan.FromSeconds(5);
+    private double maxGeneratorLagMs = 50;
 
     public static LoadRunner RegisterScenarios(params ScenarioProps[] props)
     {
@@ -37,6 +38,16 @@ public sealed class LoadRunner
         return this;
     }
 
+    /// <summary>
+    /// Above this lateness p99 of the generator's own timer (<see cref="GeneratorProbe"/>), the run fails as measuring
+    /// the generator rather than the server.
+    /// </summary>
+    public LoadRunner WithGeneratorLagBound(double milliseconds)
+    {
+        maxGeneratorLagMs = milliseconds;
+        return this;
+    }
+
     public LoadRunner WithProgressInterval(TimeSpan interval)
     {
         progressInterval = interval;
@@ -46,24 +57,38 @@ public sealed class LoadRunner
     public async Task<RunResult> RunAsync(ILogger logger, TextWriter output, CancellationToken cancellationToken)
     {
         var runners = scenarios.Select(s => new ScenarioRunner(s, logger)).ToList();
-        var running = runners.Select(r => r.RunAsync(cancellationToken)).ToList();
-        var all = Task.WhenAll(running);
-        await Progress.For(output, progressInterval).RunAsync(runners, all);
-        await all;
+        GeneratorLoad generator;
+        await using (var probe = new GeneratorProbe())
+        {
+            var running = runners.Select(r => r.RunAsync(cancellationToken)).ToList();
+            var all = Task.WhenAll(running);
+            await Progress.For(output, progressInterval).RunAsync(runners, all);
+            await all;
+            generator = probe.Snapshot();
+        }
+
         var stats = runners.SelectMany(r => r.Snapshot()).ToList();
         var failures = thresholds
             .SelectMany(t => stats.Where(t.Applies).Where(s => !t.Holds(s)).Select(s => $"{s.Scenario}/{s.Step}: {t.Description}"))
             .ToList();
+        if (generator.LagP99Ms > maxGeneratorLagMs)
+        {
+            // Its threads ran late, so every latency it measured includes its own delay: the run says nothing about the server.
+            failures.Add(string.Create(
+                CultureInfo.InvariantCulture,
+                $"the load generator was the bottleneck: its own timer ran late by p99 {generator.LagP99Ms:0} ms (bound {maxGeneratorLagMs} ms) at {generator.CpuPercent:0} % CPU, so the latencies above are partly its own: run fewer copies, or measure with the native client (./run.sh bench fanout)"));
+        }
+
         var folder = Path.Combine(reportFolder, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
         Directory.CreateDirectory(folder);
-        await File.WriteAllTextAsync(Path.Combine(folder, "report.md"), Markdown(stats, failures), cancellationToken);
+        await File.WriteAllTextAsync(Path.Combine(folder, "report.md"), Markdown(stats, failures, generator), cancellationToken);
         await File.WriteAllTextAsync(Path.Combine(folder, "report.csv"), Csv(stats), cancellationToken);
         var timelines = runners.SelectMany(r => r.Timelines()).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
         await File.WriteAllTextAsync(Path.Combine(folder, "report.html"), HtmlReport.Render(stats, timelines, failures), cancellationToken);
-        return new RunResult(stats, failures, folder);
+        return new RunResult(stats, failures, folder, generator);
     }
 
-    public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures)
+    public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures, GeneratorLoad? generator = null)
     {
         var text = new StringBuilder();
         text.AppendLine("| scenario | step | ok | fail | fail % | rps | min | mean | p50 | p75 | p95 | p99 | p99.9 | max | stddev | bytes | status codes |");
@@ -78,6 +103,13 @@ public sealed class LoadRunner
 
         text.AppendLine();
         text.AppendLine("Latencies in milliseconds.");
+        if (generator is not null)
+        {
+            text.AppendLine(string.Create(
+                CultureInfo.InvariantCulture,
+                $"Load generator: CPU {generator.CpuPercent:0} % of one core ({generator.Cores} cores); its own timer ran late by p50 {generator.LagP50Ms:0.0} ms, p99 {generator.LagP99Ms:0.0} ms, max {generator.LagMaxMs:0.0} ms."));
+        }
+
         text.AppendLine(failures.Count == 0 ? "All thresholds held." : "Thresholds broken:\n" + string.Join('\n', failures.Select(f => $"- {f}")));
         return text.ToString();
     }
@@ -97,4 +129,4 @@ public sealed class LoadRunner
 }
 
 /// <summary>What a run produced: the statistics, the broken thresholds, the report folder.</summary>
-public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder);
+public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder, GeneratorLoad Generator);

@@ -76,12 +76,13 @@ public sealed class ChaosScenario
                 // A silent victim is ended by the server's heartbeat, which may come after the last invocation: wait
                 // for it (bounded), so the run compares the close the server chose, not one the suite forced. Reading
                 // again (still not answering Pings) is what lets the victim see that close at all.
-                foreach (var (connection, ended) in silent)
+                // All together: the bound is per run, not per victim.
+                await Task.WhenAll(silent.Select(async victim =>
                 {
-                    connection.ResumeReading();
-                    await ended.WaitAsync(SilentVictimBound).ContinueWith(_ => { }, TaskScheduler.Default);
-                    await connection.DisposeAsync();
-                }
+                    victim.Connection.ResumeReading();
+                    await victim.Ended.WaitAsync(SilentVictimBound).ContinueWith(_ => { }, TaskScheduler.Default);
+                    await victim.Connection.DisposeAsync();
+                }));
             });
 
     private async Task RunInProcessVictimAsync(string name, string mode)

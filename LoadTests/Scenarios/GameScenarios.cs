@@ -9,18 +9,23 @@ public static class GameScenarios
 {
     private static readonly byte[] EchoPayload = new byte[32];
     private static long goodbyes;
+    private static CleanOutcome? lastClean;
 
     /// <summary>Goodbye handshakes completed by play and churn, to reconcile with the server's client_goodbye count.</summary>
     public static long Goodbyes => Interlocked.Read(ref goodbyes);
 
     internal static void CountGoodbye() => Interlocked.Increment(ref goodbyes);
 
+    /// <summary>How <c>play</c>'s clean step went (null until it ran).</summary>
+    public static CleanOutcome? PlayClean => Volatile.Read(ref lastClean);
+
     /// <summary>
     /// Players connect, join rooms of <paramref name="roomSize"/>, and each invocation sends a Move and makes an
     /// Echo round trip, paced at the client tick rate. StateUpdate lateness is recorded as the step
     /// <c>state_update</c>. Each copy keeps its connection across invocations and replaces it if it died.
     /// </summary>
-    public static ScenarioProps Play(Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp)
+    public static ScenarioProps Play(
+        Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp, int cleanConcurrency, TimeSpan cleanDeadline)
     {
         var pool = new ClientPool<PlayerBot>(
             context => PlayerBot.ConnectAsync(
@@ -47,7 +52,11 @@ public static class GameScenarios
             })
             .WithLoadSimulations(load)
             .WithWarmUpDuration(warmUp)
-            .WithClean(async _ => await pool.DisposeAsync());
+            .WithClean(async _ =>
+            {
+                var outcome = await pool.CloseAllAsync(cleanConcurrency, cleanDeadline);
+                Volatile.Write(ref lastClean, outcome);
+            });
     }
 
     /// <summary>
