@@ -44,6 +44,72 @@ public class ClientPoolTests
     }
 
     [Fact]
+    public async Task CloseAll_EndsClientsSideBySide_NoMoreThanTheConcurrencyAtOnce()
+    {
+        var inFlight = 0;
+        var most = 0;
+        var pool = new ClientPool<FakeClient>(
+            context => Task.FromResult(new FakeClient(context.ScenarioInfo.InstanceNumber)),
+            client => client.End.Task,
+            async client =>
+            {
+                var now = Interlocked.Increment(ref inFlight);
+                InterlockedMax(ref most, now);
+                await Task.Delay(100); // a Goodbye handshake
+                Interlocked.Decrement(ref inFlight);
+                client.Disposed = true;
+            });
+        var clients = new List<FakeClient>();
+        for (var i = 0; i < 200; i++)
+        {
+            clients.Add(await pool.GetAsync(new FakeContext(i)));
+        }
+
+        var outcome = await pool.CloseAllAsync(concurrency: 50, deadline: TimeSpan.FromSeconds(30));
+
+        Assert.Equal(new CleanOutcome(200, 0, outcome.Elapsed), outcome);
+        Assert.All(clients, c => Assert.True(c.Disposed));
+        Assert.InRange(most, 2, 50); // side by side, within the bound
+        Assert.True(outcome.Elapsed < TimeSpan.FromSeconds(10), $"one after another would take 20 s; took {outcome.Elapsed}");
+        Assert.Equal(0, pool.Count);
+    }
+
+    [Fact]
+    public async Task CloseAll_StopsWaitingAtTheDeadline_AndReportsWhatDidNotFinish()
+    {
+        var hang = new TaskCompletionSource();
+        var pool = new ClientPool<FakeClient>(
+            context => Task.FromResult(new FakeClient(context.ScenarioInfo.InstanceNumber)),
+            client => client.End.Task,
+            async client =>
+            {
+                if (client.Number % 2 == 0)
+                {
+                    await hang.Task; // a peer that never answers the Goodbye
+                }
+            });
+        for (var i = 0; i < 10; i++)
+        {
+            await pool.GetAsync(new FakeContext(i));
+        }
+
+        var outcome = await pool.CloseAllAsync(concurrency: 64, deadline: TimeSpan.FromMilliseconds(300)).WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal(5, outcome.Closed);
+        Assert.Equal(5, outcome.Unfinished);
+        hang.SetResult();
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        var seen = Volatile.Read(ref target);
+        while (value > seen && Interlocked.CompareExchange(ref target, value, seen) is var now && now != seen)
+        {
+            seen = now;
+        }
+    }
+
+    [Fact]
     public async Task EachCopy_HasItsOwnSlot()
     {
         var pool = new ClientPool<FakeClient>(
