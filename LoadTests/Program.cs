@@ -99,6 +99,11 @@ var problems = result.BrokenThresholds.ToList();
 if (GameScenarios.PlayClean is { } clean)
 {
     Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"clean step: {clean.Closed} players closed in {clean.Elapsed.TotalSeconds:0.0} s ({settings.CleanConcurrency} at a time)"));
+    if (clean.Failed > 0)
+    {
+        problems.Add($"clean step: {clean.Failed} players' Goodbye failed (their close reasons show which)");
+    }
+
     if (clean.Unfinished > 0)
     {
         problems.Add($"clean step: {clean.Unfinished} players had not finished their Goodbye handshake after {settings.CleanDeadlineSeconds} s (not waited on further)");

@@ -13,7 +13,10 @@ namespace GameServer.Game;
 /// started on the previous tick's updates, the new tick's replace them (they are whole-room states, so the newer one
 /// says everything the older one did). A loop that falls behind thus holds at most one tick of updates, and their
 /// lateness stays bounded by one tick plus its sending time instead of growing with a queue of stale ones.
-/// Only the ticker's thread calls <see cref="Add"/> and <see cref="Dispatch"/>.
+/// Room updates are not sequenced (section 10 of PROTOCOL.md): one may be written just before or after a reliable
+/// message queued on the same loop around its tick, and a member whose update was replaced but who is not in the
+/// next tick's (not writable then) waits for the tick after. Only the ticker's thread calls <see cref="Add"/> and
+/// <see cref="Dispatch"/>.
 /// </summary>
 public sealed class UpdateBatch
 {

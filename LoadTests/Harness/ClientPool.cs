@@ -96,7 +96,11 @@ public sealed class ClientPool<TClient> : IAsyncDisposable
 
         var started = Stopwatch.GetTimestamp();
         var closed = 0;
-        using var gate = new SemaphoreSlim(concurrency);
+        var failed = 0;
+
+        // Not disposed: after the deadline, ends still in flight or queued carry on in the background (the process
+        // closes whatever is left), and they still need the gate.
+        var gate = new SemaphoreSlim(concurrency);
         var all = Task.WhenAll(held.Select(async client =>
         {
             await gate.WaitAsync();
@@ -105,23 +109,21 @@ public sealed class ClientPool<TClient> : IAsyncDisposable
                 await dispose(client);
                 Interlocked.Increment(ref closed);
             }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Interlocked.Increment(ref failed); // counted, not thrown: one failed Goodbye must not lose the others' outcome
+            }
             finally
             {
                 gate.Release();
             }
         }));
-        await Task.WhenAny(all, Task.Delay(deadline));
-        if (!all.IsCompleted)
-        {
-            _ = all.ContinueWith(static t => t.Exception, TaskScheduler.Default); // observed: it may fault after we stop looking
-        }
-        else
-        {
-            await all;
-        }
-
+        using var timeout = new CancellationTokenSource();
+        await Task.WhenAny(all, Task.Delay(deadline, timeout.Token));
+        await timeout.CancelAsync();
         var done = Volatile.Read(ref closed);
-        return new CleanOutcome(done, held.Count - done, Stopwatch.GetElapsedTime(started));
+        var errors = Volatile.Read(ref failed);
+        return new CleanOutcome(done, held.Count - done - errors, errors, Stopwatch.GetElapsedTime(started));
     }
 
     /// <summary>Ends every client still held, with the defaults of <see cref="CloseAllAsync"/>'s callers.</summary>
@@ -136,5 +138,8 @@ public sealed class ClientPool<TClient> : IAsyncDisposable
     private sealed record Slot(TClient Client, Task Ended);
 }
 
-/// <summary>How a clean step went: clients ended, clients still ending at the deadline, and the time it took.</summary>
-public sealed record CleanOutcome(int Closed, int Unfinished, TimeSpan Elapsed);
+/// <summary>
+/// How a clean step went: clients ended, clients still ending at the deadline, clients whose end threw, and the time
+/// it took.
+/// </summary>
+public sealed record CleanOutcome(int Closed, int Unfinished, int Failed, TimeSpan Elapsed);

@@ -89,7 +89,18 @@ internal sealed class BenchRunner
                 {
                     foreach (var players in settings.FanoutPlayers)
                     {
-                        var result = await MeasureFanoutAsync(server, players, roomSize);
+                        FanoutResult result;
+                        try
+                        {
+                            result = await MeasureFanoutAsync(server, players, roomSize);
+                        }
+                        catch (InvalidOperationException ex)
+                        {
+                            // One step that could not be measured ends this server's steps, not the whole run.
+                            Console.WriteLine($"fanout {server.Name} rooms of {roomSize} {players} players: not measured: {ex.Message}");
+                            break;
+                        }
+
                         fanout.Add(result);
                         Console.WriteLine(string.Create(
                             CultureInfo.InvariantCulture,

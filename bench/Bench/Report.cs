@@ -118,8 +118,9 @@ internal static class Report
         var oldHead = oldFanout is null ? tables : tables[..tables.IndexOf(FanoutStart, StringComparison.Ordinal)];
         var newFanout = Between(rendered, FanoutStart, FanoutEnd);
         var newHead = newFanout is null ? rendered : rendered[..rendered.IndexOf(FanoutStart, StringComparison.Ordinal)];
-        var head = sections.Contains("echo") || oldHead.Trim().Length == 0 ? newHead : oldHead;
-        var fan = sections.Contains("fanout") ? newFanout : oldFanout;
+        // A part this run did not measure (not asked for, or nothing of it rendered) keeps the previous run's tables.
+        var head = (sections.Contains("echo") && newHead.Contains("## Echo", StringComparison.Ordinal)) || oldHead.Trim().Length == 0 ? newHead : oldHead;
+        var fan = sections.Contains("fanout") && newFanout is not null ? newFanout : oldFanout;
         var text = new StringBuilder(head.TrimEnd()).AppendLine();
         if (fan is not null)
         {

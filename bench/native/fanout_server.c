@@ -126,6 +126,8 @@ static int send_frame(struct conn *c, const unsigned char *frame, size_t len)
     if (sent == len)
         return 0;
     c->pending = malloc(len - sent);
+    if (c->pending == NULL)
+        return -1;
     memcpy(c->pending, frame + sent, len - sent);
     c->pending_len = len - sent;
     c->pending_off = 0;
@@ -293,6 +295,10 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     int port = atoi(argv[1]), hz = argc > 2 ? atoi(argv[2]) : 20;
+    if (hz < 2 || hz > 1000) {
+        fprintf(stderr, "TICK_HZ must be from 2 to 1000\n");
+        return 2;
+    }
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0), one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -302,7 +308,10 @@ int main(int argc, char **argv)
     }
     int tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK);
     struct itimerspec every = { .it_interval = { 0, 1000000000L / hz }, .it_value = { 0, 1000000000L / hz } };
-    timerfd_settime(tfd, 0, &every, NULL);
+    if (tfd < 0 || timerfd_settime(tfd, 0, &every, NULL) != 0) {
+        perror("timerfd");
+        return 1;
+    }
     ep = epoll_create1(0);
     struct epoll_event lev = { .events = EPOLLIN, .data.ptr = &lfd }, tev = { .events = EPOLLIN, .data.ptr = &tfd };
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev);

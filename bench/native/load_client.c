@@ -370,8 +370,10 @@ static uint64_t late_percentile(double q)
     uint64_t rank = (uint64_t)((double)late_count * q), seen = 0;
     for (uint32_t b = 0; b < LATE_BUCKETS; b++) {
         seen += late_hist[b];
-        if (seen > rank)
-            return (uint64_t)(b + 1) * LATE_BUCKET_US; /* the bucket's upper edge: never flattering */
+        if (seen > rank) {
+            uint64_t edge = (uint64_t)(b + 1) * LATE_BUCKET_US; /* the bucket's upper edge: never flattering */
+            return edge < late_max_us ? edge : late_max_us;
+        }
     }
     return late_max_us;
 }
@@ -485,10 +487,14 @@ static int fanout(int port, int players, int room_size, int warmup_ms, int durat
     for (int i = 0; i < players; i++) {
         ps[i].fd = dial(port);
         if (ps[i].fd < 0) {
-            perror("connect");
-            return 1;
+            fan_errors++; /* counted: a server that refuses players has not held the step */
+            continue;
         }
         ps[i].buf = malloc(RBUF);
+        if (ps[i].buf == NULL) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
         /* Hello [1, "fanN", nil] and JoinRoom ["rK"] in one write: the server handles frames in order. */
         unsigned char out[128], *q = out;
         char name[24], room[24];
@@ -508,8 +514,10 @@ static int fanout(int port, int players, int room_size, int warmup_ms, int durat
         size_t jl = (size_t)(q - j - 4);
         j[0] = 0, j[1] = 0, j[2] = (unsigned char)(jl >> 8), j[3] = (unsigned char)jl;
         if (send_all(ps[i].fd, out, (size_t)(q - out)) != 0) {
-            perror("send");
-            return 1;
+            close(ps[i].fd);
+            ps[i].fd = -1;
+            fan_errors++;
+            continue;
         }
         int nonblocking = 1;
         ioctl(ps[i].fd, FIONBIO, &nonblocking);

@@ -15,7 +15,7 @@ public class BenchSmokeTests
         var report = Path.Combine(Path.GetTempPath(), $"bench-{Guid.NewGuid():N}.md");
         using var bench = BotProcess.StartIn(
             null, BotProcess.BuiltDll("bench", "Bench", "Bench.dll"),
-            "--quick", "--only", "c-epoll,sockets,game", "--idle", "200", "--churn", "2000", "--out", report);
+            "--quick", "--only", "c-epoll,sockets,game,c-fanout", "--idle", "200", "--churn", "2000", "--out", report);
         var exit = await bench.WaitExitAsync(TimeSpan.FromMinutes(4));
 
         Assert.True(exit == 0, bench.Output);
@@ -33,6 +33,12 @@ public class BenchSmokeTests
         }
 
         Assert.Matches(@"\| `game` \| 200 \| \d+ \| [0-9.]+ \|", text); // the idle connections were all held
+
+        // Fan-out: every player of the step joined and read updates, on the game server and the C reference.
+        foreach (var server in new[] { "c-fanout", "game" })
+        {
+            Assert.Matches($@"\| `{server}` \| 64 \| [1-9]\d* \|.*\| 64 \| 0 \|", text);
+        }
         File.Delete(report);
     }
 }

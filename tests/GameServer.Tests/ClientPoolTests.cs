@@ -67,7 +67,7 @@ public class ClientPoolTests
 
         var outcome = await pool.CloseAllAsync(concurrency: 50, deadline: TimeSpan.FromSeconds(30));
 
-        Assert.Equal(new CleanOutcome(200, 0, outcome.Elapsed), outcome);
+        Assert.Equal(new CleanOutcome(200, 0, 0, outcome.Elapsed), outcome);
         Assert.All(clients, c => Assert.True(c.Disposed));
         Assert.InRange(most, 2, 50); // side by side, within the bound
         Assert.True(outcome.Elapsed < TimeSpan.FromSeconds(10), $"one after another would take 20 s; took {outcome.Elapsed}");
@@ -87,6 +87,10 @@ public class ClientPoolTests
                 {
                     await hang.Task; // a peer that never answers the Goodbye
                 }
+                else if (client.Number == 1)
+                {
+                    throw new IOException("connection reset"); // a Goodbye that fails is counted, and loses nothing else
+                }
             });
         for (var i = 0; i < 10; i++)
         {
@@ -95,7 +99,8 @@ public class ClientPoolTests
 
         var outcome = await pool.CloseAllAsync(concurrency: 64, deadline: TimeSpan.FromMilliseconds(300)).WaitAsync(TimeSpan.FromSeconds(10));
 
-        Assert.Equal(5, outcome.Closed);
+        Assert.Equal(4, outcome.Closed);
+        Assert.Equal(1, outcome.Failed);
         Assert.Equal(5, outcome.Unfinished);
         hang.SetResult();
     }
