@@ -124,6 +124,31 @@ public sealed class TcpConnection
     /// <summary>Counts a frame the framing handler encoded. Call on the event loop.</summary>
     public void CountFrameSent() => FramesSent++;
 
+    /// <summary>
+    /// On the event loop: sends one whole frame (its 4-byte length header included) straight to the socket when the
+    /// transport can (<see cref="IDirectWriteChannel"/>), the connection is open and nothing is queued ahead, and
+    /// counts it as a frame and its bytes as sent. False: nothing was sent; write the payload through the pipeline.
+    /// Outbound handlers do not see a frame sent this way, so use it only for frames none of them needs to see (a
+    /// room's state broadcast: not a farewell, not anything a writer-idle check should count).
+    /// </summary>
+    public bool TrySendFrameNow(IByteBuffer frame)
+    {
+        if (Phase != ConnectionPhase.Open || Channel is not IDirectWriteChannel direct)
+        {
+            return false;
+        }
+
+        var bytes = frame.ReadableBytes;
+        if (!direct.TryWriteNow(frame))
+        {
+            return false;
+        }
+
+        FramesSent++;
+        CountBytesSent(bytes);
+        return true;
+    }
+
     /// <summary>Keeps what the peer's farewell said it received, for the close record. Call on the event loop.</summary>
     public void RecordPeerFramesReceived(long frames) => PeerFramesReceived = frames;
 

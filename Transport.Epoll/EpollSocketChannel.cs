@@ -19,7 +19,7 @@ namespace Transport.Epoll;
 /// sends a FIN and keeps reading. Errors reach <c>ExceptionCaught</c> as <see cref="SocketException"/>s that carry the
 /// errno, on reads and on writes.
 /// </summary>
-public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuplexChannel, INativeSocketChannel, IEpollChannel
+public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuplexChannel, INativeSocketChannel, IEpollChannel, IDirectWriteChannel
 {
     private static readonly ChannelMetadata ChannelMetadata = new(false, 16);
 
@@ -153,6 +153,50 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         Unsafe.OutboundBuffer?.FailFlushed(new ChannelOutputShutdownException(), true);
         SetInterest(LibC.EPOLLOUT, false);
         promise.TrySetResult();
+    }
+
+    /// <inheritdoc/>
+    public bool TryWriteNow(IByteBuffer data)
+    {
+        if (!EventLoop.InEventLoop)
+        {
+            throw new InvalidOperationException("TryWriteNow runs on the channel's event loop only");
+        }
+
+        var outbound = Unsafe.OutboundBuffer;
+        var length = data.ReadableBytes;
+        if (fd < 0 || !Active || outputShutdown || outbound is null || length == 0 || !data.HasArray || data.IoBufferCount != 1
+            || outbound.Size > 0 || outbound.TotalPendingWriteBytes() > 0)
+        {
+            // Something queued ahead (flushed or not), or nothing to send on: the pipeline keeps the order.
+            return false;
+        }
+
+        var sent = SendOne(data.GetIoBuffer(data.ReaderIndex, length));
+        if (sent < 0)
+        {
+            var errno = Errno.Last;
+            if (errno == LibC.EAGAIN)
+            {
+                return false; // not a byte taken: the pipeline write queues it all and waits for room
+            }
+
+            // As DoWrite does: the real cause to the pipeline, then close. Sending again through the pipeline would
+            // meet a different errno (a reset is reported once), and the close would be misclassified.
+            Pipeline.FireExceptionCaught(Errno.ToException(errno));
+            Unsafe.CloseAsync();
+            return true;
+        }
+
+        if (sent < length)
+        {
+            // Part went out: the rest must go before anything written after it. The outbound buffer is empty, so it
+            // goes to its head; the flush meets EAGAIN and waits for EPOLLOUT like any other backlog.
+            _ = Unsafe.WriteAsync(data.RetainedSlice(data.ReaderIndex + (int)sent, length - (int)sent));
+            Unsafe.Flush();
+        }
+
+        return true;
     }
 
     void IEpollChannel.OnEvents(uint events) => ((EpollUnsafe)Unsafe).OnEvents(events);

@@ -1,6 +1,7 @@
 using DotNetty.Buffers;
 using GameProtocol;
 using GameProtocol.Pipeline;
+using TcpConnections;
 
 namespace GameServer.Game;
 
@@ -106,8 +107,9 @@ public sealed class Room
             players[i] = snapshot[i].State;
         }
 
-        var update = MessageCodec.Encode(allocator, new StateUpdate(Interlocked.Increment(ref tick), serverTimeUnixMs, players));
-        if (update.ReadableBytes > maxFrameBytes)
+        // Whole frames (header included): most go straight to their sockets (UpdateBatch).
+        var update = MessageCodec.EncodeFramed(allocator, new StateUpdate(Interlocked.Increment(ref tick), serverTimeUnixMs, players));
+        if (update.ReadableBytes - FrameDecoder.HeaderBytes > maxFrameBytes)
         {
             update.Release();
             return -1;

@@ -8,8 +8,10 @@ namespace GameServer.Game;
 
 /// <summary>
 /// One tick's room updates, grouped by the event loop of the connection each goes to, so that a tick costs each loop
-/// one task (one wake-up) instead of one per member. The ticker fills it and dispatches it once; each loop then writes
-/// and flushes its connections' updates in the order they were added. Latest wins per loop: when a loop has not yet
+/// one task (one wake-up) instead of one per member. The ticker fills it and dispatches it once; each loop then sends
+/// its connections' updates in the order they were added: straight to the socket where the transport can and nothing
+/// is queued ahead (<see cref="TcpConnection.TrySendFrameNow"/>: the pipeline's per-write work was half of a
+/// broadcast's cost), through the pipeline otherwise. The frames are whole (their length header included). Latest wins per loop: when a loop has not yet
 /// started on the previous tick's updates, the new tick's replace them (they are whole-room states, so the newer one
 /// says everything the older one did). A loop that falls behind thus holds at most one tick of updates, and their
 /// lateness stays bounded by one tick plus its sending time instead of growing with a queue of stale ones.
@@ -23,7 +25,10 @@ public sealed class UpdateBatch
     private readonly Dictionary<IEventLoop, List<(TcpConnection Connection, IByteBuffer Frame)>> byLoop = [];
     private readonly Dictionary<IEventLoop, Slot> slots = [];
 
-    /// <summary>Queues <paramref name="frame"/> (owned by the batch from now on) for <paramref name="connection"/>.</summary>
+    /// <summary>
+    /// Queues <paramref name="frame"/>, a whole frame with its length header (owned by the batch from now on), for
+    /// <paramref name="connection"/>.
+    /// </summary>
     public void Add(TcpConnection connection, IByteBuffer frame)
     {
         var loop = connection.Channel.EventLoop;
@@ -100,7 +105,14 @@ public sealed class UpdateBatch
         {
             if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
             {
-                _ = connection.Channel.WriteAndFlushAsync(frame);
+                if (connection.TrySendFrameNow(frame))
+                {
+                    frame.Release();
+                }
+                else
+                {
+                    _ = connection.Channel.WriteAndFlushAsync(frame.SkipBytes(FrameDecoder.HeaderBytes)); // the prepender adds its own
+                }
             }
             else
             {

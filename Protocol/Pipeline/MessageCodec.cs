@@ -17,6 +17,28 @@ public sealed class MessageCodec : MessageToMessageCodec<IByteBuffer, IMessage>
 
     public override bool IsSharable => true;
 
+    /// <summary>
+    /// Serialises a message behind its 4-byte big-endian length header: one whole frame, for sending past the pipeline
+    /// (<see cref="TcpConnections.TcpConnection.TrySendFrameNow"/>). Skip the header to write the payload through the
+    /// pipeline instead, whose prepender adds its own.
+    /// </summary>
+    public static IByteBuffer EncodeFramed(IByteBufferAllocator allocator, IMessage message)
+    {
+        var buffer = allocator.HeapBuffer(InitialEncodeBytes);
+        try
+        {
+            buffer.WriteInt(0);
+            ProtocolSerializer.Serialize(new ByteBufferWriter(buffer), message);
+            buffer.SetInt(buffer.ReaderIndex, buffer.ReadableBytes - TcpConnections.FrameDecoder.HeaderBytes);
+            return buffer;
+        }
+        catch
+        {
+            buffer.Release();
+            throw;
+        }
+    }
+
     /// <summary>Serialises a message into a new buffer from <paramref name="allocator"/> (no frame header).</summary>
     public static IByteBuffer Encode(IByteBufferAllocator allocator, IMessage message)
     {

@@ -350,6 +350,114 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
         }
     }
 
+    [Fact]
+    public async Task DirectWrites_ToManyChannelsOnOneLoop_WithSocketsFillingAndDraining_ArriveByteExact_InOrderWithPipelineWrites()
+    {
+        // The broadcast path: each channel gets frames straight to its socket while nothing is queued and through the
+        // pipeline otherwise, its readers are slower than its writer (small receive buffers), and every channel shares
+        // the one worker loop. Each peer must read exactly its own bytes, in the order they were written.
+        const int Channels = 16;
+        const int Rounds = 300;
+        var accepted = new AcceptedChannels();
+
+        // Small kernel buffers on both ends, so sends go partial and meet EAGAIN within a few rounds.
+        var server = await ListenAsync(channel =>
+        {
+            channel.Configuration.SetOption(ChannelOption.SoSndbuf, BlockedPeerReceiveBuffer);
+            accepted.Add(channel);
+        });
+        var peers = new List<Socket>();
+        var channels = new List<EpollSocketChannel>();
+        for (var i = 0; i < Channels; i++)
+        {
+            peers.Add(await ConnectSocketAsync(server, BlockedPeerReceiveBuffer));
+            channels.Add((EpollSocketChannel)await accepted.NextAsync());
+        }
+
+        byte[] Message(int channel, int round) => Pattern((channel * 7) + round, 100 + (((channel * 131) + (round * 977)) % 3000));
+        var expected = Enumerable.Range(0, Channels).Select(c => Enumerable.Range(0, Rounds).SelectMany(r => Message(c, r)).ToArray()).ToList();
+        List<Task<byte[]>>? reads = null;
+
+        var direct = 0;
+        var piped = 0;
+        for (var round = 0; round < Rounds; round++)
+        {
+            if (round == Rounds / 3)
+            {
+                // The readers start late: by now every socket has filled and the pipeline holds a backlog, which
+                // drains to empty again while the rounds go on.
+                reads = peers.Select((peer, c) => SocketReads.ReceiveExactlyAsync(peer, expected[c].Length, Timeout)).ToList();
+            }
+
+            var r = round;
+            await channels[0].EventLoop.SubmitAsync(() =>
+            {
+                for (var c = 0; c < Channels; c++)
+                {
+                    var message = Unpooled.WrappedBuffer(Message(c, r));
+                    if (channels[c].TryWriteNow(message))
+                    {
+                        Assert.Equal(0, message.ReaderIndex); // the caller's buffer is left as it was
+                        message.Release();
+                        direct++;
+                    }
+                    else
+                    {
+                        _ = channels[c].WriteAndFlushAsync(message);
+                        piped++;
+                    }
+                }
+
+                return 0;
+            }).WaitAsync(Timeout);
+        }
+
+        for (var c = 0; c < Channels; c++)
+        {
+            Assert.Equal(expected[c], await reads![c]);
+        }
+
+        Assert.True(direct > 0 && piped > 0, $"both paths should have been taken: {direct} direct, {piped} through the pipeline");
+        foreach (var peer in peers)
+        {
+            peer.ReceiveTimeout = 200;
+            Assert.Equal(0, peer.Available); // nothing extra, nothing of another channel's
+            peer.Dispose();
+        }
+
+        await server.CloseAsync();
+    }
+
+    [Fact]
+    public async Task ADirectWrite_SendsNothing_WhileAnythingIsQueuedAhead_OrAfterOurFin()
+    {
+        var accepted = new AcceptedChannels();
+        var server = await ListenAsync(accepted.Add);
+        using var blockedPeer = await ConnectSocketAsync(server, BlockedPeerReceiveBuffer);
+        var blocked = (EpollSocketChannel)await accepted.NextAsync();
+        using var finPeer = await ConnectSocketAsync(server);
+        var finished = (EpollSocketChannel)await accepted.NextAsync();
+        await FillUntilUnwritableAsync(blocked, (byte)'A');
+        await finished.ShutdownOutputAsync().WaitAsync(Timeout);
+
+        var (queuedAhead, afterFin, sendCalls) = await blocked.EventLoop.SubmitAsync(() =>
+        {
+            var before = blocked.SendCalls + finished.SendCalls;
+            var one = Unpooled.WrappedBuffer(new byte[] { 1, 2, 3 });
+            var two = Unpooled.WrappedBuffer(new byte[] { 1, 2, 3 });
+            var result = (blocked.TryWriteNow(one), finished.TryWriteNow(two), blocked.SendCalls + finished.SendCalls - before);
+            one.Release();
+            two.Release();
+            return result;
+        }).WaitAsync(Timeout);
+
+        Assert.False(queuedAhead);
+        Assert.False(afterFin);
+        Assert.Equal(0L, sendCalls);
+        await Assert.ThrowsAsync<InvalidOperationException>(() => Task.Run(() => blocked.TryWriteNow(Unpooled.WrappedBuffer(new byte[1])))); // off the loop
+        await server.CloseAsync();
+    }
+
     private static async Task FillUntilUnwritableAsync(IChannel channel, byte fill)
     {
         var chunk = new byte[BigWrite];
