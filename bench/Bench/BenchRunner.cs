@@ -199,7 +199,7 @@ internal sealed class BenchRunner
             var rssBefore = RssBytes(process.Id);
             var client = Exec(
                 Path.Combine(native, "load_client"), "fanout", port.ToString(CultureInfo.InvariantCulture), players.ToString(CultureInfo.InvariantCulture),
-                roomSize.ToString(CultureInfo.InvariantCulture), (settings.WarmUpSeconds * 1000).ToString(CultureInfo.InvariantCulture),
+                roomSize.ToString(CultureInfo.InvariantCulture), (settings.FanoutWarmUpSeconds * 1000).ToString(CultureInfo.InvariantCulture),
                 (settings.FanoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
             double cpuAtWarm = 0, cpuAtEnd = 0;
             long rssJoined = 0;
