@@ -185,14 +185,17 @@ internal sealed class BenchRunner
         var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
         var gameServer = Path.Combine(root, "GameServer", "bin", configuration, "net10.0", "GameServer.dll");
         yield return new ServerKind("c-fanout", "C, one epoll thread: ticks rooms at 20 Hz, one send() per member (the machine's limit)", port => Exec(Path.Combine(native, "fanout_server"), port.ToString(CultureInfo.InvariantCulture)), [], null);
-        foreach (var (name, transport) in new[] { ("game", "sockets"), ("game-epoll", "epoll") })
+        // The game on its defaults (one event loop per core), and on one event loop, which leaves the other core of a
+        // 2-core machine to the load client, as the C server does.
+        foreach (var (name, transport, loops) in new[] { ("game", "sockets", 0), ("game-epoll", "epoll", 0), ("game-epoll-1", "epoll", 1) })
         {
             yield return new ServerKind(
                 name,
-                $"GameServer on {(transport == "epoll" ? "Transport.Epoll" : "DotNetty stock sockets")}, its defaults (20 Hz, heartbeat on)",
+                $"GameServer on {(transport == "epoll" ? "Transport.Epoll" : "DotNetty stock sockets")}, its defaults (20 Hz, heartbeat on){(loops > 0 ? $" but `Server:WorkerThreads={loops}`" : "")}",
                 port => Dotnet(
                     gameServer,
                     $"--Server:Port={port}", $"--Metrics:Port={FreePort()}", "--Server:Backlog=4096", $"--Server:Transport={transport}",
+                    $"--Server:WorkerThreads={loops}",
                     "--Limits:MaxConnections=1000000", "--Logging:LogLevel:Default=Warning", "--Logging:LogLevel:GameServer.Hosting.GameServerHost=Information"),
                 [],
                 null);
