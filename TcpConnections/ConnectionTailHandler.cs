@@ -34,7 +34,10 @@ public sealed class ConnectionTailHandler : ChannelHandlerAdapter
         var connection = TcpConnection.Of(context.Channel);
         if (SocketErrors.Find(exception) is { } socketException)
         {
-            var reason = CloseReason.FromSocketError(socketException.SocketErrorCode, onWrite: false) ?? CloseReason.PeerReset;
+            // Read errors mostly; a transport that raises a failed send here too marks it (IErrnoException.OnWrite).
+            var onWrite = socketException is IErrnoException { OnWrite: true };
+            var reason = CloseReason.FromSocketError(socketException.SocketErrorCode, onWrite)
+                ?? (onWrite ? CloseReason.BrokenPipe : CloseReason.PeerReset);
             connection.OnSocketError(reason, SocketErrors.ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
             return;
         }

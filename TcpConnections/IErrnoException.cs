@@ -10,4 +10,10 @@ public interface IErrnoException
 {
     /// <summary>The errno, as the failed call set it.</summary>
     int Errno { get; }
+
+    /// <summary>
+    /// True when the failed call was a send: a write error is classified as one (an errno with no close reason of its
+    /// own is <c>broken_pipe</c> on a write, <c>peer_reset</c> on a read), wherever the pipeline hears of it.
+    /// </summary>
+    bool OnWrite => false;
 }

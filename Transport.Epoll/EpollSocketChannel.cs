@@ -155,6 +155,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         promise.TrySetResult();
     }
 
+    /// <summary>Direct writes (<see cref="TryWriteNow"/>) the socket took only part of; the rest went to the outbound buffer.</summary>
+    public long PartialDirectWrites { get; private set; }
+
     /// <inheritdoc/>
     public bool TryWriteNow(IByteBuffer data)
     {
@@ -178,12 +181,15 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
             var errno = Errno.Last;
             if (errno == LibC.EAGAIN)
             {
-                return false; // not a byte taken: the pipeline write queues it all and waits for room
+                // Not a byte taken: the pipeline write queues it all; waiting for room already spares its flush a
+                // send that would meet EAGAIN again.
+                SetInterest(LibC.EPOLLOUT, true);
+                return false;
             }
 
-            // As DoWrite does: the real cause to the pipeline, then close. Sending again through the pipeline would
-            // meet a different errno (a reset is reported once), and the close would be misclassified.
-            Pipeline.FireExceptionCaught(Errno.ToException(errno));
+            // As DoWrite does: the real cause to the pipeline, marked as a write's, then close. Sending again through
+            // the pipeline would meet a different errno (a reset is reported once), and the close would be misnamed.
+            Pipeline.FireExceptionCaught(Errno.ToException(errno, onWrite: true));
             Unsafe.CloseAsync();
             return true;
         }
@@ -192,7 +198,9 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
         {
             // Part went out: the rest must go before anything written after it. The outbound buffer is empty, so it
             // goes to its head; the flush meets EAGAIN and waits for EPOLLOUT like any other backlog.
+            PartialDirectWrites++;
             _ = Unsafe.WriteAsync(data.RetainedSlice(data.ReaderIndex + (int)sent, length - (int)sent));
+            SetInterest(LibC.EPOLLOUT, true); // the socket is full: the flush only marks the rest, EPOLLOUT sends it
             Unsafe.Flush();
         }
 
@@ -340,7 +348,7 @@ public sealed class EpollSocketChannel : AbstractChannel, ISocketChannel, IDuple
 
                 // The stock Flush0 would turn this into a bare ClosedChannelException and never tell the pipeline:
                 // fail the writes with the real cause, say it, and close.
-                var cause = Errno.ToException(errno);
+                var cause = Errno.ToException(errno, onWrite: true);
                 input.FailFlushed(cause, true);
                 Pipeline.FireExceptionCaught(cause);
                 Unsafe.CloseAsync();

@@ -14,11 +14,15 @@ namespace Transport.Epoll;
 /// </summary>
 public sealed class EpollSocketException : SocketException, IErrnoException
 {
-    public EpollSocketException(int errno)
+    public EpollSocketException(int errno, bool onWrite = false)
         : base((int)Native.Errno.ToSocketError(errno), $"{Marshal.GetPInvokeErrorMessage(errno)} (errno {errno})")
     {
         Errno = errno;
+        OnWrite = onWrite;
     }
+
+    /// <summary>True when the failed call was a send.</summary>
+    public bool OnWrite { get; }
 
     /// <summary>The errno, as the failed call set it.</summary>
     public int Errno { get; }

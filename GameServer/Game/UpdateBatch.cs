@@ -101,22 +101,35 @@ public sealed class UpdateBatch
     /// </summary>
     private static void Send(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
     {
-        foreach (var (connection, frame) in frames)
+        var next = 0;
+        try
         {
-            if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
+            for (; next < frames.Count; next++)
             {
-                if (connection.TrySendFrameNow(frame))
+                var (connection, frame) = frames[next];
+                if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
                 {
-                    frame.Release();
+                    if (connection.TrySendFrameNow(frame))
+                    {
+                        frame.Release();
+                    }
+                    else
+                    {
+                        _ = connection.Channel.WriteAndFlushAsync(frame.SkipBytes(FrameDecoder.HeaderBytes)); // the prepender adds its own
+                    }
                 }
                 else
                 {
-                    _ = connection.Channel.WriteAndFlushAsync(frame.SkipBytes(FrameDecoder.HeaderBytes)); // the prepender adds its own
+                    ReferenceCountUtil.Release(frame);
                 }
             }
-            else
+        }
+        finally
+        {
+            // Whatever was not handed on because something threw is still the batch's to release.
+            for (next++; next < frames.Count; next++)
             {
-                ReferenceCountUtil.Release(frame);
+                frames[next].Frame.Release();
             }
         }
     }

@@ -15,7 +15,7 @@ internal static class Errno
 
     public static int Last => Marshal.GetLastPInvokeError();
 
-    public static EpollSocketException ToException(int errno) => new(errno);
+    public static EpollSocketException ToException(int errno, bool onWrite = false) => new(errno, onWrite);
 
     public static SocketError ToSocketError(int errno) => errno switch
     {

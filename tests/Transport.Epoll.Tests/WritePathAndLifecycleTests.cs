@@ -418,10 +418,11 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
         }
 
         Assert.True(direct > 0 && piped > 0, $"both paths should have been taken: {direct} direct, {piped} through the pipeline");
+        var partial = await channels[0].EventLoop.SubmitAsync(() => channels.Sum(c => c.PartialDirectWrites)).WaitAsync(Timeout);
+        Assert.True(partial > 0, "no direct write was cut short: the rule for the rest went untested");
         foreach (var peer in peers)
         {
-            peer.ReceiveTimeout = 200;
-            Assert.Equal(0, peer.Available); // nothing extra, nothing of another channel's
+            Assert.False(peer.Poll(200_000, SelectMode.SelectRead), "a byte more than written arrived"); // nothing extra, nothing of another channel's
             peer.Dispose();
         }
 
@@ -454,8 +455,65 @@ public sealed class WritePathAndLifecycleTests() : LoopbackTestBase(workerThread
         Assert.False(queuedAhead);
         Assert.False(afterFin);
         Assert.Equal(0L, sendCalls);
+
+        // A write not yet flushed is ahead too: a direct write must not pass it (were it cut short, its rest would be
+        // queued behind that write, and the peer would get one frame spliced into another).
+        using var quietPeer = await ConnectSocketAsync(server);
+        var quiet = (EpollSocketChannel)await accepted.NextAsync();
+        var (passedUnflushed, quietSends) = await quiet.EventLoop.SubmitAsync(() =>
+        {
+            var before = quiet.SendCalls;
+            _ = quiet.WriteAsync(Unpooled.WrappedBuffer(new byte[] { 7, 7 })); // written, not flushed
+            var data = Unpooled.WrappedBuffer(new byte[] { 8, 8 });
+            var taken = quiet.TryWriteNow(data);
+            data.Release();
+            quiet.Flush();
+            return (taken, quiet.SendCalls - before);
+        }).WaitAsync(Timeout);
+        Assert.False(passedUnflushed);
+        Assert.Equal(1L, quietSends); // only the flush's
+        Assert.Equal(new byte[] { 7, 7 }, await SocketReads.ReceiveExactlyAsync(quietPeer, 2, Timeout));
         await Assert.ThrowsAsync<InvalidOperationException>(() => Task.Run(() => blocked.TryWriteNow(Unpooled.WrappedBuffer(new byte[1])))); // off the loop
         await server.CloseAsync();
+    }
+
+    [Fact]
+    public async Task ADirectWriteThatFails_ReachesThePipeline_AsAWriteError_WithItsErrno_AndCloses()
+    {
+        var caught = new TaskCompletionSource<Exception>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var accepted = new AcceptedChannels();
+        var server = await ListenAsync(channel =>
+        {
+            channel.Configuration.AutoRead = false; // the reset must be met by the send, not read first
+            channel.Pipeline.AddLast(new OnCaught(caught));
+            accepted.Add(channel);
+        });
+        var peer = await ConnectSocketAsync(server);
+        var channel = (EpollSocketChannel)await accepted.NextAsync();
+        peer.LingerState = new LingerOption(true, 0);
+        peer.Close(); // RST
+
+        var data = Unpooled.WrappedBuffer(new byte[64]);
+        bool taken = false;
+        for (var i = 0; i < 50 && !caught.Task.IsCompleted; i++)
+        {
+            await Task.Delay(20);
+            taken = await channel.EventLoop.SubmitAsync(() => channel.TryWriteNow(data)).WaitAsync(Timeout);
+        }
+
+        var error = Assert.IsType<EpollSocketException>(await caught.Task.WaitAsync(Timeout));
+        Assert.True(taken); // handled, not to be sent again through the pipeline (a reset is reported once)
+        Assert.True(error.OnWrite);
+        Assert.True(error.Errno is 104 or 32, $"errno {error.Errno}"); // ECONNRESET, or EPIPE once the reset was taken
+        await channel.CloseCompletion.WaitAsync(Timeout);
+        Assert.Equal(1, data.ReferenceCount); // still the caller's
+        data.Release();
+        await server.CloseAsync();
+    }
+
+    private sealed class OnCaught(TaskCompletionSource<Exception> caught) : ChannelHandlerAdapter
+    {
+        public override void ExceptionCaught(IChannelHandlerContext context, Exception exception) => caught.TrySetResult(exception);
     }
 
     private static async Task FillUntilUnwritableAsync(IChannel channel, byte fill)
