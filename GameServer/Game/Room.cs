@@ -122,7 +122,7 @@ public sealed class Room
             {
                 if (member.UpdateTarget(out var notWritable) is { } connection)
                 {
-                    batch.Add(connection, update.RetainedDuplicate());
+                    batch.Add(connection, (IByteBuffer)update.Retain()); // shared: the direct write never moves its reader index
                 }
                 else if (notWritable)
                 {

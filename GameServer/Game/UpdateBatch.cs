@@ -26,8 +26,9 @@ public sealed class UpdateBatch
     private readonly Dictionary<IEventLoop, Slot> slots = [];
 
     /// <summary>
-    /// Queues <paramref name="frame"/>, a whole frame with its length header (owned by the batch from now on), for
-    /// <paramref name="connection"/>.
+    /// Queues <paramref name="frame"/>, a whole frame with its length header, for <paramref name="connection"/>; one
+    /// reference to it is the batch's from now on. The same buffer may be queued for many connections (one reference
+    /// each): nothing here moves its indexes.
     /// </summary>
     public void Add(TcpConnection connection, IByteBuffer frame)
     {
@@ -115,7 +116,11 @@ public sealed class UpdateBatch
                     }
                     else
                     {
-                        _ = connection.Channel.WriteAndFlushAsync(frame.SkipBytes(FrameDecoder.HeaderBytes)); // the prepender adds its own
+                        // A slice of the payload (the prepender adds its own header): the frame may be shared by the
+                        // room's other members, on this loop and others, so its own indexes are never moved.
+                        var payload = frame.RetainedSlice(frame.ReaderIndex + FrameDecoder.HeaderBytes, frame.ReadableBytes - FrameDecoder.HeaderBytes);
+                        frame.Release();
+                        _ = connection.Channel.WriteAndFlushAsync(payload);
                     }
                 }
                 else
