@@ -18,7 +18,7 @@ usage: ./run.sh <command> [args]
                                  on each); --seconds N: rounds with new seeds for N s per case (default: one round);
                                  --seed S: the seed a failure printed, to run it again
   load [options]                 build and run the load suite (starts its own server unless --target host:port)
-  bench [echo|fanout] [options]  build in Release, measure every server, write docs/PERFORMANCE.md (~25 min; echo or
+  bench [echo|fanout] [options]  build in Release, measure every server, write docs/PERFORMANCE.md (~30 min; echo or
                                  fanout: that part only, the other part's tables are kept)
   pack                           pack the connection library and the epoll transport as NuGet packages into
                                  artifacts/packages (what samples/EchoServer builds against)

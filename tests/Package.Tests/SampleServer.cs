@@ -42,7 +42,7 @@ public sealed class SampleServer : IAsyncDisposable
     public static async Task<SampleServer> StartAsync(string dll, string transport)
     {
         var start = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var argument in new[] { dll, "--port", "0", "--transport", transport, "--heartbeat-ms", "300", "--misses", "2" })
+        foreach (var argument in new[] { dll, "--port", "0", "--transport", transport, "--heartbeat-ms", "300", "--misses", "6" })
         {
             start.ArgumentList.Add(argument);
         }
