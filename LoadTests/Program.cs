@@ -314,10 +314,10 @@ namespace LoadTests
         public double MaxGeneratorLagMs { get; init; } = 50;
 
         /// <summary>Goodbye handshakes the clean step runs at once.</summary>
-        public int CleanConcurrency { get; init; } = 64;
+        public int CleanConcurrency { get; init; } = ClientPool<object>.DefaultCleanConcurrency;
 
         /// <summary>How long the clean step waits for every player to finish its Goodbye.</summary>
-        public int CleanDeadlineSeconds { get; init; } = 60;
+        public int CleanDeadlineSeconds { get; init; } = (int)ClientPool<object>.DefaultCleanDeadline.TotalSeconds;
 
         /// <summary>About the most players this suite reads at 20 Hz on a 2-core machine it shares with the server.</summary>
         public const int PlayersOneSuiteReads = 2000;

@@ -200,8 +200,7 @@ public sealed class ConnectionHandler : ChannelDuplexHandler
         // peer with reads paused never reaches: the connection closes here.
         if (SocketErrors.Find(task.Exception) is { } socketException)
         {
-            var reason = CloseReason.FromSocketError(socketException.SocketErrorCode, onWrite: true) ?? CloseReason.BrokenPipe;
-            TcpConnection.Of(channel).OnSocketError(reason, SocketErrors.ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
+            SocketErrors.Close(TcpConnection.Of(channel), socketException, onWrite: true);
         }
     }
 }
@@ -231,4 +230,14 @@ internal static class SocketErrors
     /// <summary>The exact errno where the transport kept it (<see cref="IErrnoException"/>), else what .NET rebuilt.</summary>
     public static int ErrnoOf(SocketException exception) =>
         exception is IErrnoException exact ? exact.Errno : exception.NativeErrorCode;
+
+    /// <summary>
+    /// Ends <paramref name="connection"/> for a socket error, named as a write's or a read's: an error with no close
+    /// reason of its own is <c>broken_pipe</c> on a write and <c>peer_reset</c> on a read.
+    /// </summary>
+    public static void Close(TcpConnection connection, SocketException exception, bool onWrite)
+    {
+        var reason = CloseReason.FromSocketError(exception.SocketErrorCode, onWrite) ?? (onWrite ? CloseReason.BrokenPipe : CloseReason.PeerReset);
+        connection.OnSocketError(reason, ErrnoOf(exception), exception.SocketErrorCode.ToString());
+    }
 }

@@ -35,10 +35,7 @@ public sealed class ConnectionTailHandler : ChannelHandlerAdapter
         if (SocketErrors.Find(exception) is { } socketException)
         {
             // Read errors mostly; a transport that raises a failed send here too marks it (IErrnoException.OnWrite).
-            var onWrite = socketException is IErrnoException { OnWrite: true };
-            var reason = CloseReason.FromSocketError(socketException.SocketErrorCode, onWrite)
-                ?? (onWrite ? CloseReason.BrokenPipe : CloseReason.PeerReset);
-            connection.OnSocketError(reason, SocketErrors.ErrnoOf(socketException), socketException.SocketErrorCode.ToString());
+            SocketErrors.Close(connection, socketException, onWrite: socketException is IErrnoException { OnWrite: true });
             return;
         }
 

@@ -13,8 +13,9 @@ namespace GameServer.Game;
 /// is queued ahead (<see cref="TcpConnection.TrySendFrameNow"/>: the pipeline's per-write work was half of a
 /// broadcast's cost), through the pipeline otherwise. The frames are whole (their length header included).
 /// Latest wins per loop: when a loop has not yet started on the previous tick's updates, the new tick's replace them
-/// (they are whole-room states, so the newer one says everything the older one did). A loop that falls behind thus holds at most one tick of updates, and their
-/// lateness stays bounded by one tick plus its sending time instead of growing with a queue of stale ones.
+/// (they are whole-room states, so the newer one says everything the older one did). A loop that falls behind thus
+/// holds at most one tick of updates, and their lateness stays bounded by one tick plus its sending time instead of
+/// growing with a queue of stale ones.
 /// Room updates are not sequenced (section 10 of PROTOCOL.md): one may be written just before or after a reliable
 /// message queued on the same loop around its tick, and a member whose update was replaced but who is not in the
 /// next tick's (not writable then) waits for the tick after. Only the ticker's thread calls <see cref="Add"/> and

@@ -22,30 +22,27 @@ public sealed class MessageCodec : MessageToMessageCodec<IByteBuffer, IMessage>
     /// (<see cref="TcpConnections.TcpConnection.TrySendFrameNow"/>). Skip the header to write the payload through the
     /// pipeline instead, whose prepender adds its own.
     /// </summary>
-    public static IByteBuffer EncodeFramed(IByteBufferAllocator allocator, IMessage message)
-    {
-        var buffer = allocator.HeapBuffer(InitialEncodeBytes);
-        try
-        {
-            buffer.WriteInt(0);
-            ProtocolSerializer.Serialize(new ByteBufferWriter(buffer), message);
-            buffer.SetInt(buffer.ReaderIndex, buffer.ReadableBytes - TcpConnections.FrameDecoder.HeaderBytes);
-            return buffer;
-        }
-        catch
-        {
-            buffer.Release();
-            throw;
-        }
-    }
+    public static IByteBuffer EncodeFramed(IByteBufferAllocator allocator, IMessage message) => Encode(allocator, message, framed: true);
 
     /// <summary>Serialises a message into a new buffer from <paramref name="allocator"/> (no frame header).</summary>
-    public static IByteBuffer Encode(IByteBufferAllocator allocator, IMessage message)
+    public static IByteBuffer Encode(IByteBufferAllocator allocator, IMessage message) => Encode(allocator, message, framed: false);
+
+    private static IByteBuffer Encode(IByteBufferAllocator allocator, IMessage message, bool framed)
     {
         var buffer = allocator.HeapBuffer(InitialEncodeBytes);
         try
         {
+            if (framed)
+            {
+                buffer.WriteInt(0); // the length, once it is known
+            }
+
             ProtocolSerializer.Serialize(new ByteBufferWriter(buffer), message);
+            if (framed)
+            {
+                buffer.SetInt(buffer.ReaderIndex, buffer.ReadableBytes - TcpConnections.FrameDecoder.HeaderBytes);
+            }
+
             return buffer;
         }
         catch

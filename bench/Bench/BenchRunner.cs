@@ -150,8 +150,7 @@ internal sealed class BenchRunner
     private IEnumerable<ServerKind> Servers()
     {
         var bench = typeof(BenchRunner).Assembly.Location;
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name; // bin/<Configuration>/net10.0/
-        var gameServer = Path.Combine(root, "GameServer", "bin", configuration, "net10.0", "GameServer.dll");
+        var gameServer = GameServerDll();
         var raw = Frame(new byte[28]);
         var hello = Frame(ProtocolSerializer.Serialize(new Hello(1, "bench", null)));
         var gameEcho = Frame(ProtocolSerializer.Serialize(new Echo(1, new byte[16])));
@@ -182,8 +181,7 @@ internal sealed class BenchRunner
     /// </summary>
     private IEnumerable<ServerKind> FanoutServers()
     {
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        var gameServer = Path.Combine(root, "GameServer", "bin", configuration, "net10.0", "GameServer.dll");
+        var gameServer = GameServerDll();
         yield return new ServerKind("c-fanout", "C, one epoll thread: ticks rooms at 20 Hz, one send() per member (the machine's limit)", port => Exec(Path.Combine(native, "fanout_server"), port.ToString(CultureInfo.InvariantCulture)), [], null);
         // The game on its defaults (one event loop per core), and on one event loop, which leaves the other core of a
         // 2-core machine to the load client, as the C server does.
@@ -201,6 +199,10 @@ internal sealed class BenchRunner
                 null);
         }
     }
+
+    /// <summary>The game server built in the bench's own configuration (bin/&lt;Configuration&gt;/net10.0/).</summary>
+    private string GameServerDll() =>
+        Path.Combine(root, "GameServer", "bin", new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name, "net10.0", "GameServer.dll");
 
     private async Task<FanoutResult> MeasureFanoutAsync(ServerKind server, int players, int roomSize)
     {

@@ -479,6 +479,21 @@ static size_t put_str(unsigned char *out, const char *s)
     return 1 + n;
 }
 
+/* One frame: length header, head bytes, a fixstr, tail bytes; returns its whole length. */
+static size_t put_frame(unsigned char *out, const unsigned char *head, size_t head_len, const char *str, const unsigned char *tail, size_t tail_len)
+{
+    unsigned char *q = out + 4;
+    memcpy(q, head, head_len);
+    q += head_len;
+    q += put_str(q, str);
+    if (tail_len)
+        memcpy(q, tail, tail_len);
+    q += tail_len;
+    size_t payload = (size_t)(q - out - 4);
+    out[0] = 0, out[1] = 0, out[2] = (unsigned char)(payload >> 8), out[3] = (unsigned char)payload;
+    return (size_t)(q - out);
+}
+
 static int fanout(int port, int players, int room_size, int warmup_ms, int duration_ms)
 {
     struct player *ps = calloc((size_t)players, sizeof *ps);
@@ -500,19 +515,9 @@ static int fanout(int port, int players, int room_size, int warmup_ms, int durat
         char name[24], room[24];
         snprintf(name, sizeof name, "fan%d", i);
         snprintf(room, sizeof room, "r%d", i / room_size);
-        unsigned char *h = q;
-        q += 4;
-        *q++ = 0x92, *q++ = 0x00, *q++ = 0x93, *q++ = 0x01;
-        q += put_str(q, name);
-        *q++ = 0xc0;
-        size_t hl = (size_t)(q - h - 4);
-        h[0] = 0, h[1] = 0, h[2] = (unsigned char)(hl >> 8), h[3] = (unsigned char)hl;
-        unsigned char *j = q;
-        q += 4;
-        *q++ = 0x92, *q++ = 0x05, *q++ = 0x91;
-        q += put_str(q, room);
-        size_t jl = (size_t)(q - j - 4);
-        j[0] = 0, j[1] = 0, j[2] = (unsigned char)(jl >> 8), j[3] = (unsigned char)jl;
+        const unsigned char hello_head[] = { 0x92, 0x00, 0x93, 0x01 }, join_head[] = { 0x92, 0x05, 0x91 }, nil = 0xc0;
+        q += put_frame(q, hello_head, sizeof hello_head, name, &nil, 1);
+        q += put_frame(q, join_head, sizeof join_head, room, NULL, 0);
         if (send_all(ps[i].fd, out, (size_t)(q - out)) != 0) {
             close(ps[i].fd);
             ps[i].fd = -1;
