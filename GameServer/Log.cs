@@ -27,11 +27,14 @@ internal static partial class Log
     [LoggerMessage(EventId = 2005, Level = LogLevel.Warning, Message = "The event loops did not terminate within {TimeoutMs} ms; stopping without them")]
     public static partial void LoopsDidNotTerminate(ILogger logger, int timeoutMs);
 
-    [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Metrics on {Address}")]
+    [LoggerMessage(EventId = 2010, Level = LogLevel.Information, Message = "Metrics and probes on {Address} (metrics, healthz, readyz)")]
     public static partial void MetricsListening(ILogger logger, Uri address);
 
-    [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Metrics endpoint off (Metrics:Port = 0)")]
+    [LoggerMessage(EventId = 2011, Level = LogLevel.Information, Message = "Metrics and probes off (Metrics:Port = 0)")]
     public static partial void MetricsDisabled(ILogger logger);
+
+    [LoggerMessage(EventId = 2012, Level = LogLevel.Information, Message = "Metrics also pushed over OTLP ({Protocol}) to {Endpoint} every {IntervalMs} ms")]
+    public static partial void OtlpExporting(ILogger logger, string protocol, Uri endpoint, int intervalMs);
 
     [LoggerMessage(EventId = 3000, Level = LogLevel.Debug, Message = "Room ticker stopped")]
     public static partial void RoomTickerStopped(ILogger logger);

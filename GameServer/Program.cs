@@ -23,6 +23,12 @@ catch (InvalidOperationException ex) when (ex.Message.StartsWith("Failed to conv
     await Console.Error.WriteLineAsync($"Configuration error: {ex.Message} {ex.InnerException?.Message}");
     return 2;
 }
+catch (IOException ex) when (ex.Message.StartsWith("Failed to bind", StringComparison.Ordinal))
+{
+    // Kestrel's words for the metrics and probes listener: the address and why.
+    await Console.Error.WriteLineAsync($"Cannot start the metrics and probes listener: {ex.Message}");
+    return 3;
+}
 catch (System.Net.Sockets.SocketException ex)
 {
     await Console.Error.WriteLineAsync($"Cannot start: {ex.Message} ({ex.SocketErrorCode})");

@@ -5,7 +5,11 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 using Microsoft.Extensions.Options;
+using OpenTelemetry.Exporter;
+using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 
 namespace GameServer.Hosting;
 
@@ -37,13 +41,27 @@ public static class GameServerApp
             .AddEnvironmentVariables("GAMESERVER_")
             .AddCommandLine(args);
 
-        builder.Logging.AddConfiguration(builder.Configuration.GetSection("Logging"));
-        builder.Logging.AddSimpleConsole(o =>
+        builder.Logging.AddConfiguration(builder.Configuration.GetSection(LogFormatOptions.Section));
+        builder.Logging.AddConsole();
+        builder.Services.Configure<SimpleConsoleFormatterOptions>(o =>
         {
             o.IncludeScopes = true;
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
+        builder.Services.Configure<JsonConsoleFormatterOptions>(o =>
+        {
+            o.IncludeScopes = true;
+            o.UseUtcTimestamp = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ";
+        });
+
+        // The Logging section also holds the logging framework's own keys (LogLevel, Console), so unknown keys are not
+        // errors here; Format itself is validated on start like every other option.
+        builder.Services.AddOptions<LogFormatOptions>().Bind(builder.Configuration.GetSection(LogFormatOptions.Section)).ValidateOnStart();
+        builder.Services.AddSingleton<IValidateOptions<LogFormatOptions>, ValidatedOptionsValidator<LogFormatOptions>>();
+        builder.Services.AddOptions<ConsoleLoggerOptions>().Configure<IOptions<LogFormatOptions>>((console, format) =>
+            console.FormatterName = format.Value.Format == "json" ? ConsoleFormatterNames.Json : ConsoleFormatterNames.Simple);
 
         builder.Services.AddSingleton(TimeProvider.System);
         builder.Services.AddMetrics();
@@ -62,15 +80,61 @@ public static class GameServerApp
         builder.Services.AddSingleton<RoomManager>();
         builder.Services.AddSingleton<SessionStore>();
         builder.Services.AddSingleton<GameServerHost>();
-        builder.Services.AddSingleton<PrometheusEndpoint>();
+        builder.Services.AddSingleton<OpsEndpoint>();
+        AddTelemetry(builder);
 
         // Hosted services stop in reverse order: the room ticker stops first (nothing is queued to loops that are
-        // about to end), then the server says Goodbye to everyone and stops its loops, then metrics go.
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<PrometheusEndpoint>());
+        // about to end), then the server says Goodbye to everyone and stops its loops, then the metrics and probes
+        // listener goes (so /readyz answers "shutting down" for the whole drain).
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<OpsEndpoint>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
         return builder;
+    }
+
+    /// <summary>
+    /// Metrics through the OpenTelemetry host integration: the game's meter and the runtime's own
+    /// (<c>System.Runtime</c>: GC, thread pool, exceptions), under the configured <c>service.name</c>; read by
+    /// <see cref="OpsEndpoint"/>'s Prometheus endpoint and, when <c>Metrics:Otlp:Endpoint</c> is set, pushed over OTLP.
+    /// </summary>
+    private static void AddTelemetry(HostApplicationBuilder builder)
+    {
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(r => r.AddDetector(sp => new ServiceResource(sp.GetRequiredService<IOptions<MetricsOptions>>().Value.ServiceName)))
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(GameServerMetrics.MeterName, RuntimeMeterName).AddPrometheusExporter();
+
+                // Whether there is a push at all is configuration, read where the options are, once they are bound.
+                ((IDeferredMeterProviderBuilder)metrics).Configure((sp, deferred) =>
+                {
+                    var otlp = sp.GetRequiredService<IOptions<MetricsOptions>>().Value.Otlp;
+                    if (!otlp.Enabled)
+                    {
+                        return;
+                    }
+
+                    var exporter = new OtlpMetricExporter(new OtlpExporterOptions
+                    {
+                        Endpoint = otlp.EndpointUri,
+                        Protocol = otlp.Protocol == "grpc" ? OtlpExportProtocol.Grpc : OtlpExportProtocol.HttpProtobuf,
+                    });
+                    deferred.AddReader(new PeriodicExportingMetricReader(exporter, otlp.ExportIntervalMs));
+                });
+            });
+    }
+
+    /// <summary>The runtime's built-in meter (.NET 9 and later).</summary>
+    public const string RuntimeMeterName = "System.Runtime";
+
+    private sealed class ServiceResource(string name) : IResourceDetector
+    {
+        public Resource Detect() => new(new Dictionary<string, object>
+        {
+            ["service.name"] = name,
+            ["service.version"] = typeof(GameServerApp).Assembly.GetName().Version?.ToString() ?? "0.0.0",
+        });
     }
 
     /// <summary>

@@ -41,6 +41,10 @@ public sealed class GameServerHost : IHostedService
     private IEventLoopGroup? workerGroup;
     private IChannel? serverChannel;
 
+    // Set once, as soon as the host begins to stop: readiness turns false before the first Goodbye is sent, so a load
+    // balancer stops sending players here while the ones already here are still being said goodbye to.
+    private volatile bool stopping;
+
     public GameServerHost(
         IOptions<ServerOptions> options,
         IOptions<ConnectionOptions> connectionOptions,
@@ -51,8 +55,11 @@ public sealed class GameServerHost : IHostedService
         GameServerMetrics metrics,
         ConnectionRegistry registry,
         TimeProvider time,
+        IHostApplicationLifetime lifetime,
         ILoggerFactory loggerFactory)
     {
+        ArgumentNullException.ThrowIfNull(lifetime);
+        lifetime.ApplicationStopping.Register(() => stopping = true);
         this.heartbeat = heartbeat.Value;
         this.limits = limits.Value;
         connectionLimit = new ConnectionLimitHandler(this.limits.MaxConnections, GameCloseReasons.ServerFull, GameConnectionProtocol.Instance);
@@ -75,6 +82,28 @@ public sealed class GameServerHost : IHostedService
 
     /// <summary>Completes with the bound endpoint once the server accepts connections (the real port when 0 was asked).</summary>
     public Task<IPEndPoint> Listening => listening.Task;
+
+    /// <summary>
+    /// Whether a load balancer should send new players here: listening, not shutting down, and under
+    /// <c>Limits:MaxConnections</c> (a new connection there would only be refused as server_full). The reason says which.
+    /// </summary>
+    public (bool Ready, string Reason) Readiness()
+    {
+        if (stopping)
+        {
+            return (false, "shutting down");
+        }
+
+        if (serverChannel is not { Active: true })
+        {
+            return (false, "not listening");
+        }
+
+        var open = connectionLimit.Open;
+        return open >= limits.MaxConnections
+            ? (false, $"at the connection cap ({open} of {limits.MaxConnections})")
+            : (true, $"ready ({open} of {limits.MaxConnections} connections)");
+    }
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -128,6 +157,7 @@ public sealed class GameServerHost : IHostedService
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        stopping = true;
         try
         {
             if (serverChannel is not null)

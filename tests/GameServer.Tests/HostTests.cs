@@ -62,11 +62,21 @@ public class HostTests
     [InlineData("--Server:LeakDetection=sometimes", "Server:LeakDetection = 'sometimes' is invalid")]
     [InlineData("--Server:LeakDetection=1", "Server:LeakDetection = '1' is invalid")]
     [InlineData("--Server:LeakDetection=simple,paranoid", "Server:LeakDetection = 'simple,paranoid' is invalid")]
+    [InlineData("--Metrics:Address=everywhere", "Metrics:Address = 'everywhere' is invalid")]
+    [InlineData("--Metrics:ServiceName= ", "Metrics:ServiceName = ' ' is invalid")]
+    [InlineData("--Metrics:Otlp:Endpoint=collector:4317", "Metrics:Otlp:Endpoint = 'collector:4317' is invalid")]
+    [InlineData("--Metrics:Otlp:Protocol=udp", "Metrics:Otlp:Protocol = 'udp' is invalid")]
+    [InlineData("--Metrics:Otlp:ExportIntervalMs=10", "Metrics:Otlp:ExportIntervalMs = '10' is invalid")]
+    [InlineData("--Logging:Format=xml", "Logging:Format = 'xml' is invalid")]
     public async Task BadConfiguration_FailsOnStart_NamingTheKeyAndValue(string setting, string expected)
     {
+        // Logging's options fail as the host is built (the console logger is made then), the rest as it starts.
         var builder = GameServerApp.CreateBuilder(["--Server:Port=0", "--Metrics:Port=0", setting]);
-        using var host = builder.Build();
-        var ex = await Assert.ThrowsAsync<OptionsValidationException>(() => host.StartAsync());
+        var ex = await Assert.ThrowsAsync<OptionsValidationException>(async () =>
+        {
+            using var host = builder.Build();
+            await host.StartAsync();
+        });
         Assert.Contains(ex.Failures, f => f.Contains(expected, StringComparison.Ordinal));
     }
 

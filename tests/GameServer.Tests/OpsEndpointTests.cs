@@ -1,0 +1,186 @@
+using System.Net;
+using System.Net.Http;
+using System.Net.Sockets;
+using System.Text;
+using System.Text.Json;
+using GameClient;
+using GameProtocol;
+using GameServer.Hosting;
+using GameServer.Tests.Infrastructure;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace GameServer.Tests;
+
+/// <summary>
+/// What an operator's tools see: the probes a load balancer or Kubernetes asks, the metrics Prometheus scrapes (where
+/// it is told to listen, under the service's name, with the runtime's own meters), the OTLP push, and JSON logs.
+/// </summary>
+public class OpsEndpointTests
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(15);
+
+    [Fact]
+    public async Task Healthz_IsAlive_AndReadyz_IsReadyOnlyUnderTheConnectionCap()
+    {
+        var port = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync($"--Metrics:Port={port}", "--Limits:MaxConnections=2");
+        using var http = new HttpClient();
+        var ops = new Uri($"http://127.0.0.1:{port}/");
+
+        Assert.Equal((HttpStatusCode.OK, "ready (0 of 2 connections)"), await GetAsync(http, new Uri(ops, "readyz")));
+        await using var first = await GameConnection.ConnectAsync(server.ClientOptions("a"));
+        await using (var second = await GameConnection.ConnectAsync(server.ClientOptions("b")))
+        {
+            Assert.Equal((HttpStatusCode.ServiceUnavailable, "at the connection cap (2 of 2)"), await GetAsync(http, new Uri(ops, "readyz")));
+            Assert.Equal((HttpStatusCode.OK, "alive"), await GetAsync(http, new Uri(ops, "healthz")));
+            await second.GoodbyeAsync();
+        }
+
+        await EventuallyAsync(async () => await GetAsync(http, new Uri(ops, "readyz")) == (HttpStatusCode.OK, "ready (1 of 2 connections)"));
+        Assert.Equal(HttpStatusCode.NotFound, (await GetAsync(http, new Uri(ops, "ready"))).Status);
+        using var post = await http.PostAsync(new Uri(ops, "readyz"), null);
+        Assert.Equal(HttpStatusCode.MethodNotAllowed, post.StatusCode);
+    }
+
+    [Fact]
+    public async Task Readyz_SaysShuttingDown_BeforeTheFirstGoodbye_AndTheProbesAnswerThroughTheDrain()
+    {
+        var port = TestServer.FreePort();
+        var server = await TestServer.StartAsync($"--Metrics:Port={port}", "--Server:ShutdownTimeoutMs=3000");
+        using var http = new HttpClient();
+        var ops = new Uri($"http://127.0.0.1:{port}/");
+        try
+        {
+            // A peer that never answers the Goodbye keeps the drain open until Server:ShutdownTimeoutMs.
+            using var wire = await Wire.ConnectAsync(server.EndPoint);
+            await wire.SendAsync(new Hello(1, "stays", null));
+            Assert.IsType<Welcome>(await wire.ReceiveAsync());
+            Assert.Equal((HttpStatusCode.OK, "ready (1 of 10000 connections)"), await GetAsync(http, new Uri(ops, "readyz")));
+
+            var stopping = server.StopAsync();
+            var goodbye = Assert.IsType<Goodbye>(await wire.ReceiveAsync(Patience));
+            Assert.Equal("server_shutdown", goodbye.Reason);
+
+            // The Goodbye is here: a balancer asking now must already be told to send nobody new.
+            Assert.Equal((HttpStatusCode.ServiceUnavailable, "shutting down"), await GetAsync(http, new Uri(ops, "readyz")));
+            Assert.Equal((HttpStatusCode.OK, "alive"), await GetAsync(http, new Uri(ops, "healthz")));
+            Assert.False(stopping.IsCompleted, "the drain should still be waiting for the peer's Goodbye");
+            await stopping.WaitAsync(TimeSpan.FromSeconds(30));
+        }
+        finally
+        {
+            await server.DisposeAsync();
+        }
+
+        // The listener went last, with the host.
+        await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(new Uri(ops, "healthz")));
+    }
+
+    [Fact]
+    public async Task TheListener_BindsMetricsAddress_AndNothingElse()
+    {
+        var port = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync($"--Metrics:Port={port}", "--Metrics:Address=127.0.0.2");
+        using var http = new HttpClient();
+
+        Assert.Equal((HttpStatusCode.OK, "alive"), await GetAsync(http, new Uri($"http://127.0.0.2:{port}/healthz")));
+        var refused = await Assert.ThrowsAsync<HttpRequestException>(() => http.GetAsync(new Uri($"http://127.0.0.1:{port}/healthz")));
+        Assert.Equal(SocketError.ConnectionRefused, Assert.IsType<SocketException>(refused.InnerException).SocketErrorCode);
+        Assert.Equal(new Uri($"http://127.0.0.2:{port}/"), server.Services.GetRequiredService<OpsEndpoint>().Address);
+    }
+
+    [Fact]
+    public async Task Metrics_CarryTheServiceName_AndTheRuntimesOwnMeters()
+    {
+        var port = TestServer.FreePort();
+        await using var server = await TestServer.StartAsync($"--Metrics:Port={port}", "--Metrics:ServiceName=game-eu-1");
+        GC.Collect();
+        using var http = new HttpClient();
+
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+
+        Assert.Matches("target_info\\{[^}]*service_name=\"game-eu-1\"", text);
+        Assert.Matches("(?m)^dotnet_gc_collections_total\\{[^}]*\\} [1-9]", text);
+        Assert.Matches("(?m)^dotnet_thread_pool_thread_count(_total)?(\\{[^}]*\\})? [0-9]", text);
+        Assert.Matches("(?m)^gameserver_rooms_active(\\{[^}]*\\})? 0", text);
+    }
+
+    [Fact]
+    public async Task Otlp_PushesTheSameMetrics_ToTheConfiguredCollector()
+    {
+        // A collector on loopback that takes OTLP over HTTP: the request is protobuf, whose strings travel as UTF-8.
+        var collectorPort = TestServer.FreePort();
+        using var collector = new HttpListener();
+        collector.Prefixes.Add($"http://127.0.0.1:{collectorPort}/");
+        collector.Start();
+        var received = collector.GetContextAsync();
+
+        await using var server = await TestServer.StartAsync(
+            $"--Metrics:Otlp:Endpoint=http://127.0.0.1:{collectorPort}/v1/metrics", "--Metrics:Otlp:Protocol=http/protobuf",
+            "--Metrics:Otlp:ExportIntervalMs=1000");
+        var context = await received.WaitAsync(Patience);
+        using var body = new MemoryStream();
+        await context.Request.InputStream.CopyToAsync(body);
+        context.Response.StatusCode = 200;
+        context.Response.Close();
+
+        Assert.Equal("POST", context.Request.HttpMethod);
+        Assert.Equal("/v1/metrics", context.Request.Url!.AbsolutePath);
+        Assert.Equal("application/x-protobuf", context.Request.ContentType);
+        var text = Encoding.UTF8.GetString(body.ToArray());
+        Assert.Contains("gameserver.rooms.active", text, StringComparison.Ordinal);
+        Assert.Contains("service.name", text, StringComparison.Ordinal);
+        Assert.Contains("gameserver", text.Replace("gameserver.", string.Empty, StringComparison.Ordinal), StringComparison.Ordinal);
+        Assert.Contains(server.Logs.Entries, e => e.EventId.Id == 2012 && e.Message.Contains("http/protobuf", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task JsonLogs_GiveTheCloseLinesFieldsAsProperties()
+    {
+        var port = TestServer.FreePort();
+        using var process = BotProcess.StartIn(
+            null,
+            BotProcess.BuiltDll("GameServer", "GameServer.dll"),
+            $"--Server:Port={port}", "--Metrics:Port=0", "--Logging:Format=json", $"--Server:Transport={TestServer.DefaultTransport}");
+        var listening = await process.WaitForLineAsync(l => l.Contains("\"EventId\":2000", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        using (JsonDocument.Parse(listening))
+        {
+            // Every line is one JSON object.
+        }
+
+        await using (var client = await GameConnection.ConnectAsync(new GameClientOptions { Host = "127.0.0.1", Port = port, PlayerName = "json" }))
+        {
+            await client.SendAsync(new Echo(1, [1, 2, 3]));
+            await client.GoodbyeAsync();
+        }
+
+        var line = await process.WaitForLineAsync(l => l.Contains("\"EventId\":1001", StringComparison.Ordinal), Patience);
+        using var json = JsonDocument.Parse(line);
+        var state = json.RootElement.GetProperty("State");
+        Assert.Equal("GameServer.Connection", json.RootElement.GetProperty("Category").GetString());
+        Assert.Equal("client_goodbye", state.GetProperty("Reason").GetString());
+        Assert.Equal("-", state.GetProperty("Errno").GetString()); // a Goodbye ends with no socket error
+        Assert.True(state.GetProperty("DurationMs").GetInt64() >= 0);
+        Assert.Equal(3, state.GetProperty("FramesIn").GetInt64()); // Hello, Echo, Goodbye
+        Assert.True(state.GetProperty("FramesOut").GetInt64() >= 2); // Welcome, Echo (and the Goodbye answer)
+        Assert.True(state.GetProperty("BytesIn").GetInt64() > 0);
+        Assert.True(state.GetProperty("BytesOut").GetInt64() > 0);
+        Assert.StartsWith("127.0.0.1:", state.GetProperty("RemoteEndPoint").GetString(), StringComparison.Ordinal);
+    }
+
+    private static async Task<(HttpStatusCode Status, string Body)> GetAsync(HttpClient http, Uri uri)
+    {
+        using var response = await http.GetAsync(uri);
+        return (response.StatusCode, (await response.Content.ReadAsStringAsync()).TrimEnd('\n'));
+    }
+
+    private static async Task EventuallyAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + Patience;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the condition did not hold in time");
+            await Task.Delay(20);
+        }
+    }
+}
