@@ -26,29 +26,43 @@ USAGE
 }
 
 build() {
-  # Quiet on success, the whole log on failure.
-  local log
-  log=$(mktemp)
-  if ! dotnet build "$@" -c "$CONFIG" --nologo -v q >"$log" 2>&1; then
-    cat "$log" >&2
-    rm -f "$log"
-    echo "build failed" >&2
-    exit 1
+  # Says what it builds and how long it took; at a terminal MSBuild shows its live progress (the first build restores
+  # packages and takes a minute or two), elsewhere the log is kept quiet and shown whole only on failure.
+  local what=${1##*/} start=$SECONDS
+  what=${what%.*}
+  if [ ! -d "$HOME/.nuget/packages/dotnetty.transport" ]; then
+    echo "building $what ($CONFIG); the first build downloads packages and takes a minute or two..." >&2
+  else
+    echo "building $what ($CONFIG)..." >&2
   fi
-  rm -f "$log"
+  if [ -t 2 ]; then
+    dotnet build "$@" -c "$CONFIG" --nologo -v q -tl:on >&2 || { echo "build failed" >&2; exit 1; }
+  else
+    local log
+    log=$(mktemp)
+    if ! dotnet build "$@" -c "$CONFIG" --nologo -v q >"$log" 2>&1; then
+      cat "$log" >&2
+      rm -f "$log"
+      echo "build failed" >&2
+      exit 1
+    fi
+    rm -f "$log"
+  fi
+  echo "built $what in $((SECONDS - start)) s" >&2
 }
 
 # Debian packages that tests and the benchmark need (iptables for the pulled-cable case, gcc for the benchmark's
-# native echo server and load client). Installed by the project, never by hand.
+# native echo server and load client, prometheus and promtool for ops/). Installed by the project, never by hand.
 ensure_test_packages() {
   local missing=()
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing ${missing[*]}" >&2
-      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}") >/dev/null 2>&1 ||
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >/dev/null 2>&1 ||
         echo "warning: could not install ${missing[*]}; the cases that need them will fail and say so" >&2
     else
       echo "warning: ${missing[*]} missing and not root; the cases that need them will fail and say so" >&2
@@ -58,7 +72,6 @@ ensure_test_packages() {
 
 run_tests() {
   ensure_test_packages
-  echo "building ($CONFIG)..." >&2
   build GameServer.sln
   local results=TestResults
   rm -rf "$results"

@@ -58,6 +58,26 @@ public sealed class ConnectionMetrics : IConnectionMetrics
         bytesSent = meter.CreateCounter<long>($"{prefix}.bytes.sent", description: "Bytes written to peers (frame headers included).");
     }
 
+    /// <summary>
+    /// Records a zero on every counter, and on the closed counter for every core reason and every one of
+    /// <paramref name="applicationReasons"/>, so that each series exists from the first scrape. Prometheus's
+    /// <c>increase()</c> and <c>rate()</c> need a sample before the first close of a kind to see it (an alert on the
+    /// first internal_error needs the 0 before the 1), and a dashboard shows 0 rather than no data. Call it once the
+    /// meter's listeners are attached (a host's start): a measurement made before a listener exists is not seen by it.
+    /// </summary>
+    public void StartAtZero(IEnumerable<CloseReason> applicationReasons)
+    {
+        opened.Add(0);
+        framesReceived.Add(0);
+        framesSent.Add(0);
+        bytesReceived.Add(0);
+        bytesSent.Add(0);
+        foreach (var reason in CloseReason.Core.Concat(applicationReasons ?? []))
+        {
+            closed.Add(0, new KeyValuePair<string, object?>("reason", reason.Name));
+        }
+    }
+
     /// <summary>A sink that counts nothing and owns no meter.</summary>
     public static IConnectionMetrics None { get; } = new NoMetrics();
 

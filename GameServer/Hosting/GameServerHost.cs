@@ -75,6 +75,12 @@ public sealed class GameServerHost : IHostedService
         tail = new ConnectionTailHandler(GameConnectionProtocol.Instance, connectionLogger);
         prepender = new FramePrepender(this.options.MaxFrameBytes);
         tcpTimeouts = new TcpTimeoutsHandler(tcpOptions.Value, connectionLogger);
+
+        // What an alert compares the active connections with, and what /readyz says, as series Prometheus keeps.
+        metrics.Meter.CreateObservableGauge(
+            "gameserver.connections.limit", () => this.limits.MaxConnections, description: "Limits:MaxConnections: connections beyond it are refused as server_full.");
+        metrics.Meter.CreateObservableGauge(
+            "gameserver.ready", () => Readiness().Ready ? 1 : 0, description: "1 when /readyz says ready: listening, not shutting down, under the connection cap.");
     }
 
     /// <summary>The log category of the connection library's lines (one per connection opened and closed).</summary>
@@ -107,6 +113,9 @@ public sealed class GameServerHost : IHostedService
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
+        // The metrics listeners were attached as the host built its meter provider, before this start.
+        metrics.StartAtZero(GameCloseReasons.All);
+
         // DotNetty's own warnings (unknown options, leaked buffers) would otherwise go nowhere.
         DotNettyLogBridge.Attach(loggerFactory);
         ResourceLeakDetector.Level = options.LeakDetectionLevel;

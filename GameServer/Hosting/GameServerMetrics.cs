@@ -72,6 +72,19 @@ public sealed class GameServerMetrics
         }
     }
 
+    /// <summary>
+    /// A zero on every counter without labels (and the connection counters, by reason), so each series exists from the
+    /// first scrape: see <see cref="ConnectionMetrics.StartAtZero"/>. The host calls it as it starts.
+    /// </summary>
+    public void StartAtZero(IEnumerable<CloseReason> applicationReasons)
+    {
+        Connections.StartAtZero(applicationReasons);
+        foreach (var counter in new[] { coalescedUpdates, sessionsResumed, sessionsExpired, sessionsTakenOver, messagesReplayed, reliableHandled, reliableDuplicates })
+        {
+            counter.Add(0);
+        }
+    }
+
     public void ResumeRefused(string code) => resumesRefused.Add(1, new KeyValuePair<string, object?>("code", code));
 
     public void UpdatesCoalesced(int count)

@@ -198,7 +198,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         Assert.Contains($"heartbeat intervals of {IntervalMs} ms", report.Detail, StringComparison.Ordinal);
     }
 
-    [Fact]
+    [RootFact]
     public async Task S1_PulledCable_KernelUserTimeoutFiresFirst_IsTimedOut()
     {
         const int userTimeoutMs = 1500;
@@ -211,7 +211,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         Assert.True(elapsed <= TimeSpan.FromMilliseconds(userTimeoutMs) + TimeSpan.FromSeconds(4), $"found after {elapsed.TotalMilliseconds:0} ms");
     }
 
-    [Fact]
+    [RootFact]
     public async Task S1_PulledCable_HeartbeatFiresFirst_IsHeartbeatTimeout_OnBothSides()
     {
         var (closeLine, elapsed, bot) = await PullCableAsync(
@@ -226,7 +226,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         bot.Dispose();
     }
 
-    [Fact]
+    [RootFact]
     public async Task S1_PulledCable_WhileTheServerStreams_WithTheShippedTcpSettings_IsHeartbeatTimeout_WithinTheBound()
     {
         // Our output is backed up behind the dead peer as behind a slow reader, but its kernel answers nothing: its
@@ -242,7 +242,7 @@ public partial class DeadPeerTests(ITestOutputHelper output)
         Assert.True(elapsed <= HeartbeatBound, $"found after {elapsed.TotalMilliseconds:0} ms");
     }
 
-    [Fact]
+    [RootFact]
     public async Task S1_PulledCable_OnAnIdleConnection_KeepaliveFindsIt_IsTimedOut()
     {
         // Nothing is being sent (no room, heartbeat far away), so only keepalive probes can notice: 1 s idle, then

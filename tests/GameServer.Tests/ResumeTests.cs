@@ -59,7 +59,7 @@ public partial class ResumeTests(ITestOutputHelper output)
         Assert.Equal(0, Sessions(server).Count);
     }
 
-    [Fact]
+    [RootFact]
     public async Task APulledCable_TheClientFindsTheDeadConnection_AndResumesOnANewOne_EverythingExactlyOnce()
     {
         // Server and bot in a private namespace; once the bot streams and echoes, every packet of its connection is

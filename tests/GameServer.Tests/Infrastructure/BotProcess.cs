@@ -144,20 +144,8 @@ public sealed class BotProcess : IDisposable
     public static string BuiltDll(params string[] parts)
     {
         // tests/GameServer.Tests/bin/<Configuration>/net10.0/ → GameClient/Bot/bin/<Configuration>/net10.0/
-        var here = new DirectoryInfo(AppContext.BaseDirectory);
-        var configuration = here.Parent!.Name;
-        var root = here;
-        while (root is not null && !File.Exists(Path.Combine(root.FullName, "GameServer.sln")))
-        {
-            root = root.Parent;
-        }
-
-        if (root is null)
-        {
-            throw new InvalidOperationException($"cannot find the repository root above {AppContext.BaseDirectory}");
-        }
-
-        var folder = Path.Combine([root.FullName, .. parts[..^1], "bin", configuration, "net10.0", parts[^1]]);
+        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        var folder = Repo.Path([.. parts[..^1], "bin", configuration, "net10.0", parts[^1]]);
         return File.Exists(folder) ? folder : throw new FileNotFoundException("not built", folder);
     }
 

@@ -16,7 +16,7 @@ public sealed class NetNamespace : IDisposable
 
     public static NetNamespace Create()
     {
-        if (Environment.UserName != "root" && Environment.GetEnvironmentVariable("USER") != "root" && !IsRoot())
+        if (!RootFactAttribute.IsRoot)
         {
             throw new InvalidOperationException("this case needs root to make a network namespace; run ./run.sh test as root");
         }
@@ -44,8 +44,6 @@ public sealed class NetNamespace : IDisposable
     }
 
     public void Dispose() => Run("ip", "netns", "del", Name);
-
-    private static bool IsRoot() => Run("id", "-u").Output.Trim() == "0";
 
     private static void Check((int ExitCode, string Output) result, string what)
     {
