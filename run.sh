@@ -52,13 +52,14 @@ build() {
 }
 
 # Debian packages that tests and the benchmark need (iptables for the pulled-cable case, gcc for the benchmark's
-# native echo server and load client, prometheus and promtool for ops/). Installed by the project, never by hand.
+# native echo server and load client, prometheus, promtool and haproxy for ops/). Installed by the project, never by hand.
 ensure_test_packages() {
   local missing=()
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
   command -v ip >/dev/null 2>&1 || missing+=(iproute2)
   command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+  command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
   if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing ${missing[*]}" >&2
