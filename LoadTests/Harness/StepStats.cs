@@ -65,12 +65,17 @@ public sealed class StepStats
         }
     }
 
-    /// <summary>Per second of the run: requests, failures and p99 latency in milliseconds.</summary>
-    public IReadOnlyList<(long Ok, long Fail, double P99Ms)> Timeline()
+    /// <summary>
+    /// Per second of the measured run: requests, failures and latency percentiles in milliseconds; each point's
+    /// <see cref="TimelinePoint.Second"/> counts from the scenario's start, <paramref name="startSecond"/> being where
+    /// the measured run began.
+    /// </summary>
+    public IReadOnlyList<TimelinePoint> Timeline(double startSecond = 0)
     {
         lock (gate)
         {
-            return timeline.Select(b => (b.Ok, b.Fail, b.Ok == 0 ? 0 : b.Latencies.GetValueAtPercentile(99) / 1000.0)).ToList();
+            double P(Second b, double percentile) => b.Ok == 0 ? 0 : b.Latencies.GetValueAtPercentile(percentile) / 1000.0;
+            return timeline.Select((b, i) => new TimelinePoint(startSecond + i, b.Ok, b.Fail, P(b, 50), P(b, 95), P(b, 99))).ToList();
         }
     }
 
@@ -110,6 +115,12 @@ internal sealed class Second
     /// <summary>Up to a minute in microseconds, 2 significant digits: small enough to keep one per second.</summary>
     public LongHistogram Latencies { get; } = new(TimeStamp.Minutes(1), 2);
 }
+
+/// <summary>One second of a step's timeline; latencies in milliseconds of the requests that succeeded in it.</summary>
+public sealed record TimelinePoint(double Second, long Ok, long Fail, double P50Ms, double P95Ms, double P99Ms);
+
+/// <summary>A step's per-second timeline.</summary>
+public sealed record StepTimeline(string Scenario, string Step, IReadOnlyList<TimelinePoint> Points);
 
 /// <summary>A step's numbers at one moment; latencies in milliseconds.</summary>
 public sealed record StepSnapshot(
