@@ -28,7 +28,7 @@ public static class HtmlReport
         html.AppendLine("body{font-family:system-ui,sans-serif;margin:24px 32px;color:#222}h1{margin:0 0 4px}h2{margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}h3{margin:18px 0 6px}");
         html.AppendLine("table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}");
         html.AppendLine("td.l,th.l{text-align:left}.verdict{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:bold}.pass{background:" + Ok + "}.fail{background:" + Bad + "}");
-        html.AppendLine(".bad{color:" + Bad + ";font-weight:bold}.good{color:" + Ok + "}.charts{display:flex;flex-wrap:wrap;gap:12px}svg.chart{background:#fff;border:1px solid #ddd}.muted{color:#666;font-size:13px}");
+        html.AppendLine(".bad{color:" + Bad + ";font-weight:bold}.good{color:" + Ok + "}.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}svg.chart{background:#fff;border:1px solid #ddd}.muted{color:#666;font-size:13px}");
         html.AppendLine("</style></head><body>");
         html.AppendLine(string.Create(CultureInfo.InvariantCulture, $"<h1>Load report</h1><p class=\"muted\">Started {result.StartedUtc:yyyy-MM-dd HH:mm:ss} UTC, ran {result.Elapsed.TotalSeconds:0.0} s. Latencies in milliseconds.</p>"));
         html.AppendLine(result.Passed
@@ -111,7 +111,7 @@ public static class HtmlReport
                     $"{name}: requests per second",
                     "requests/s",
                     seconds,
-                    [("ok", Ok, timeline.Points.Select(p => (double)p.Ok).ToList()), ("fail", Bad, timeline.Points.Select(p => (double)p.Fail).ToList())]));
+                    [("ok", Ok, timeline.Points.Select(p => p.Ok).ToList()), ("fail", Bad, timeline.Points.Select(p => p.Fail).ToList())]));
                 html.AppendLine(LineChart(
                     $"{name}: latency",
                     "ms",
@@ -134,17 +134,16 @@ public static class HtmlReport
     {
         var plotWidth = ChartWidth - Left - Right;
         var plotHeight = ChartHeight - Top - Bottom;
-        var xMin = xs.Count == 0 ? 0 : Math.Floor(xs.Min());
-        var xMax = xs.Count == 0 ? 1 : Math.Ceiling(xs.Max());
-        if (xMax - xMin < 1)
-        {
-            xMax = xMin + 1;
-        }
+        // From 0, the start of the scenario, so the charts of every scenario share their time axis and a warm-up shows
+        // as the empty start.
+        var xMin = 0.0;
+        var xLast = xs.Count == 0 ? 1 : Math.Max(1, xs.Max());
+        var xStep = Math.Max(1, NiceStep(xLast, 8));
+        var xMax = Math.Ceiling(xLast / xStep) * xStep; // the axis ends on a labelled tick
 
-        var yTop = series.SelectMany(s => s.Values).DefaultIfEmpty(0).Max();
+        var yTop = series.SelectMany(s => s.Values).Where(double.IsFinite).DefaultIfEmpty(0).Max();
         var yStep = NiceStep(yTop <= 0 ? 1 : yTop, 5);
         var yMax = Math.Max(yStep, Math.Ceiling(yTop / yStep) * yStep);
-        var xStep = Math.Max(1, NiceStep(xMax - xMin, 8));
         double X(double x) => Left + ((x - xMin) / (xMax - xMin) * plotWidth);
         double Y(double y) => Top + plotHeight - (y / yMax * plotHeight);
 
@@ -185,11 +184,33 @@ public static class HtmlReport
 
         foreach (var (name, colour, values) in series)
         {
-            var points = string.Join(' ', values.Select((v, i) => string.Create(CultureInfo.InvariantCulture, $"{X(xs[i]):0.#},{Y(v):0.#}")));
-            svg.Append(string.Create(CultureInfo.InvariantCulture, $"<polyline class=\"series\" data-series=\"{E(name)}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{points}\"/>"));
+            // A second without a value (NaN: no successful request to time) breaks the line instead of dropping it to 0.
+            var segment = new List<string>();
+            void Flush()
+            {
+                if (segment.Count > 0)
+                {
+                    svg.Append(string.Create(CultureInfo.InvariantCulture, $"<polyline class=\"series\" data-series=\"{E(name)}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{string.Join(' ', segment)}\"/>"));
+                    segment.Clear();
+                }
+            }
+
+            for (var i = 0; i < values.Count; i++)
+            {
+                if (double.IsFinite(values[i]))
+                {
+                    segment.Add(string.Create(CultureInfo.InvariantCulture, $"{X(xs[i]):0.#},{Y(values[i]):0.#}"));
+                }
+                else
+                {
+                    Flush();
+                }
+            }
+
+            Flush();
             if (values.Count <= 60)
             {
-                foreach (var (v, i) in values.Select((v, i) => (v, i)))
+                foreach (var (v, i) in values.Select((v, i) => (v, i)).Where(p => double.IsFinite(p.v)))
                 {
                     svg.Append(string.Create(CultureInfo.InvariantCulture, $"<circle cx=\"{X(xs[i]):0.#}\" cy=\"{Y(v):0.#}\" r=\"2.5\" fill=\"{colour}\"/>"));
                 }
@@ -203,7 +224,7 @@ public static class HtmlReport
     /// <summary>Grouped horizontal bars per close reason: expected, then observed (green when it matches, red when not).</summary>
     internal static string CloseReasonChart(IReadOnlyList<CloseReasonRow> reasons)
     {
-        const int labelWidth = 150;
+        const int labelWidth = 175;
         const int bar = 14;
         const int groupGap = 14;
         var plotWidth = ChartWidth - labelWidth - Right - 40;

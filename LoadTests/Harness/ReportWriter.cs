@@ -195,7 +195,10 @@ public static class ReportWriter
             {
                 scenario = t.Scenario,
                 step = t.Step,
-                seconds = t.Points.Select(p => new { second = p.Second, ok = p.Ok, fail = p.Fail, p50Ms = p.P50Ms, p95Ms = p.P95Ms, p99Ms = p.P99Ms }),
+                seconds = t.Points.Select(p => new
+                {
+                    second = p.Second, okPerSecond = p.Ok, failPerSecond = p.Fail, p50Ms = Finite(p.P50Ms), p95Ms = Finite(p.P95Ms), p99Ms = Finite(p.P99Ms),
+                }),
             }),
         };
         return JsonSerializer.Serialize(document, Json);
@@ -213,6 +216,9 @@ public static class ReportWriter
 
         return text.ToString();
     }
+
+    /// <summary>JSON has no NaN: a second without a latency is null.</summary>
+    private static double? Finite(double value) => double.IsFinite(value) ? value : null;
 
     private static string N(long value) => value.ToString(CultureInfo.InvariantCulture);
 

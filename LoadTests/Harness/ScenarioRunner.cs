@@ -87,7 +87,7 @@ public sealed class ScenarioRunner
             recording = true;
             recordingStarted = Stopwatch.GetTimestamp();
             await RunSimulationsAsync(props.Simulations, cancellationToken);
-            recordingEnded = Stopwatch.GetTimestamp();
+            EndRecording();
         }
         finally
         {
@@ -95,7 +95,7 @@ public sealed class ScenarioRunner
             await DrainInFlightAsync();
             if (recordingStarted != 0 && recordingEnded == 0)
             {
-                recordingEnded = Stopwatch.GetTimestamp();
+                EndRecording();
             }
 
             if (props.Clean is not null)
@@ -103,6 +103,16 @@ public sealed class ScenarioRunner
                 await props.Clean(logger);
             }
         }
+    }
+
+    /// <summary>
+    /// The measured run is over: what copies still finish, and readers that record on their own (a player's
+    /// StateUpdates), is not part of it, nor is the clean step.
+    /// </summary>
+    private void EndRecording()
+    {
+        recordingEnded = Stopwatch.GetTimestamp();
+        recording = false;
     }
 
     /// <summary>The simulations cut off at <paramref name="length"/>: what a warm-up of that length runs.</summary>
@@ -296,7 +306,11 @@ public sealed class ScenarioRunner
     /// <summary>The per-second timeline of every step, for the reports' charts.</summary>
     public IReadOnlyList<StepTimeline> Timelines() =>
         steps.Values.OrderBy(s => s.Step == InvocationStep ? string.Empty : s.Step, StringComparer.Ordinal)
-            .Select(s => new StepTimeline(s.Scenario, s.Step, s.Timeline(MeasuredStartSecond))).ToList();
+            .Select(s => new StepTimeline(s.Scenario, s.Step, s.Timeline(MeasuredStartSecond, MeasuredSeconds))).ToList();
+
+    private double MeasuredSeconds => recordingStarted == 0 ? 0
+        : recordingEnded == 0 ? Stopwatch.GetElapsedTime(recordingStarted).TotalSeconds
+        : Stopwatch.GetElapsedTime(recordingStarted, recordingEnded).TotalSeconds;
 
     private sealed class ScenarioContext(
         ScenarioInfo info,
