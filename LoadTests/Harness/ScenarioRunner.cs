@@ -87,7 +87,7 @@ public sealed class ScenarioRunner
             recording = true;
             recordingStarted = Stopwatch.GetTimestamp();
             await RunSimulationsAsync(props.Simulations, cancellationToken);
-            EndRecording();
+            recordingEnded = Stopwatch.GetTimestamp();
         }
         finally
         {
@@ -95,24 +95,18 @@ public sealed class ScenarioRunner
             await DrainInFlightAsync();
             if (recordingStarted != 0 && recordingEnded == 0)
             {
-                EndRecording();
+                recordingEnded = Stopwatch.GetTimestamp();
             }
+
+            // Invocations that started in the measured run are counted when they finish, even after it; what the
+            // clean step causes (a player's StateUpdates read while it says Goodbye) is not.
+            recording = false;
 
             if (props.Clean is not null)
             {
                 await props.Clean(logger);
             }
         }
-    }
-
-    /// <summary>
-    /// The measured run is over: what copies still finish, and readers that record on their own (a player's
-    /// StateUpdates), is not part of it, nor is the clean step.
-    /// </summary>
-    private void EndRecording()
-    {
-        recordingEnded = Stopwatch.GetTimestamp();
-        recording = false;
     }
 
     /// <summary>The simulations cut off at <paramref name="length"/>: what a warm-up of that length runs.</summary>
