@@ -77,6 +77,10 @@ public static class Step
         {
             response = await run();
         }
+        catch (OperationCanceledException) when (context.ScenarioCancellationToken.IsCancellationRequested)
+        {
+            throw; // the copy is being stopped by the load shape: not the step's failure, and the invocation is not counted either
+        }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             response = Response.Fail(ex.GetType().Name, 0, ex.Message);
