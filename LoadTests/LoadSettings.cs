@@ -89,6 +89,20 @@ public sealed record LoadSettings
     [JsonIgnore]
     public IReadOnlyList<string> SelectedScenarios => Scenarios.Count == 0 ? ScenarioNames : ScenarioNames.Where(Scenarios.Contains).ToList();
 
+    /// <summary>The bound on every scenario's invocation fail rate: at most, so 0 passes a run without failures.</summary>
+    public Threshold FailRateThreshold() =>
+        Threshold.Create(s => s.FailPercent <= MaxFailPercent, AbortAfter, description: $"fail rate at most {MaxFailPercent} %");
+
+    /// <summary>The bounds on <c>play</c>'s steps.</summary>
+    public Threshold[] PlayThresholds() =>
+    [
+        Threshold.Create("echo", s => s.P99Ms <= MaxEchoP99Ms, AbortAfter, description: $"echo p99 at most {MaxEchoP99Ms} ms"),
+        Threshold.Create("state_update", s => s.P99Ms <= MaxStateUpdateP99Ms, AbortAfter, description: $"StateUpdate lateness p99 at most {MaxStateUpdateP99Ms} ms"),
+        Threshold.Create("connect", s => s.P99Ms <= MaxConnectP99Ms, AbortAfter, description: $"connect p99 at most {MaxConnectP99Ms} ms"),
+    ];
+
+    private int? AbortAfter => AbortWhenErrorCount > 0 ? AbortWhenErrorCount : null;
+
     private static readonly JsonSerializerOptions Json = new()
     {
         PropertyNameCaseInsensitive = true,

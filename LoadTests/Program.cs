@@ -92,7 +92,6 @@ var resume = new ResumeScenario(Client);
 var resumedBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total");
 var reliableBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total");
 
-int? abortAfter = settings.AbortWhenErrorCount > 0 ? settings.AbortWhenErrorCount : null;
 var scenarios = new Dictionary<string, Func<ScenarioProps>>(StringComparer.Ordinal)
 {
     ["play"] = () => GameScenarios.Play(
@@ -103,10 +102,7 @@ var scenarios = new Dictionary<string, Func<ScenarioProps>>(StringComparer.Ordin
             TimeSpan.FromSeconds(settings.WarmUpSeconds),
             settings.CleanConcurrency,
             TimeSpan.FromSeconds(settings.CleanDeadlineSeconds))
-        .WithThresholds(
-            Threshold.Create("echo", s => s.P99Ms <= settings.MaxEchoP99Ms, abortAfter, description: $"echo p99 at most {settings.MaxEchoP99Ms} ms"),
-            Threshold.Create("state_update", s => s.P99Ms <= settings.MaxStateUpdateP99Ms, abortAfter, description: $"StateUpdate lateness p99 at most {settings.MaxStateUpdateP99Ms} ms"),
-            Threshold.Create("connect", s => s.P99Ms <= settings.MaxConnectP99Ms, abortAfter, description: $"connect p99 at most {settings.MaxConnectP99Ms} ms")),
+        .WithThresholds(settings.PlayThresholds()),
     ["churn"] = () => GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
     ["chaos"] = () => chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]),
     ["resume"] = () => resume.Create([new LoadSimulation.Inject(settings.ResumeRate, TimeSpan.FromSeconds(1), duration)]),
@@ -117,7 +113,7 @@ var result = await LoadRunner
     .WithReportFolder(settings.ReportFolder)
     .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
     .WithReportingInterval(TimeSpan.FromSeconds(settings.ReportingIntervalSeconds))
-    .WithThresholds(Threshold.Create(s => s.FailPercent <= settings.MaxFailPercent, abortAfter, description: $"fail rate at most {settings.MaxFailPercent} %"))
+    .WithThresholds(settings.FailRateThreshold())
     .WithGeneratorLagBound(settings.MaxGeneratorLagMs)
     .WithAfterRun(CheckAfterRunAsync)
     .RunAsync(NullLogger.Instance, Console.Out, CancellationToken.None);

@@ -161,9 +161,12 @@ public sealed class LoadRunner
 
             foreach (var check in checks)
             {
-                if (check.Check(final: false) && !abort.IsCancellationRequested)
+                if (check.Check(final: false))
                 {
+                    // The run is stopping: what it does on the way (stopping copies, clean steps) is not judged again
+                    // until the end-of-run check.
                     await abort.CancelAsync();
+                    return;
                 }
             }
         }
