@@ -1,23 +1,24 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using Microsoft.Extensions.Logging;
 
 namespace LoadTests.Harness;
 
-/// <summary>A bound a run must stay within; checked on the final statistics.</summary>
-public sealed record Threshold(string Description, Func<StepSnapshot, bool> Applies, Func<StepSnapshot, bool> Holds);
-
 /// <summary>
 /// Runs scenarios side by side (NBomber's <c>NBomberRunner.RegisterScenarios(…).Run()</c>), shows their progress
-/// (a live table on a terminal, plain lines otherwise), and writes Markdown, CSV and HTML reports.
+/// (a live table on a terminal, plain lines otherwise), checks their thresholds at every reporting interval (stopping
+/// the run early when one reaches its abort count), and writes Markdown, text, JSON, CSV and HTML reports.
 /// </summary>
 public sealed class LoadRunner
 {
     private readonly List<ScenarioProps> scenarios = [];
-    private readonly List<Threshold> thresholds = [];
+    private readonly List<Threshold> everyScenario = [];
     private string reportFolder = "load-reports";
     private TimeSpan progressInterval = TimeSpan.FromSeconds(5);
+    private TimeSpan reportingInterval = TimeSpan.FromSeconds(10);
     private double maxGeneratorLagMs = 50;
+    private Func<RunResult, Task<AfterRun>>? afterRun;
 
     public static LoadRunner RegisterScenarios(params ScenarioProps[] props)
     {
@@ -32,9 +33,21 @@ public sealed class LoadRunner
         return this;
     }
 
+    /// <summary>
+    /// Thresholds for every registered scenario (not an NBomber call): each scenario gets its own copy, a step
+    /// threshold only where the scenario records that step.
+    /// </summary>
     public LoadRunner WithThresholds(params Threshold[] bounds)
     {
-        thresholds.AddRange(bounds);
+        everyScenario.AddRange(bounds);
+        return this;
+    }
+
+    /// <summary>How often thresholds are checked during the run (NBomber's <c>WithReportingInterval</c>).</summary>
+    public LoadRunner WithReportingInterval(TimeSpan interval)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(interval, TimeSpan.Zero);
+        reportingInterval = interval;
         return this;
     }
 
@@ -54,38 +67,109 @@ public sealed class LoadRunner
         return this;
     }
 
+    /// <summary>
+    /// Checks that need the run to be over (e.g. the server's close reasons against the victims'): run after the
+    /// scenarios' clean steps, before the reports are written, so the reports and the verdict include them.
+    /// </summary>
+    public LoadRunner WithAfterRun(Func<RunResult, Task<AfterRun>> check)
+    {
+        afterRun = check;
+        return this;
+    }
+
     public async Task<RunResult> RunAsync(ILogger logger, TextWriter output, CancellationToken cancellationToken)
     {
-        var runners = scenarios.Select(s => new ScenarioRunner(s, logger)).ToList();
+        var startedUtc = DateTimeOffset.UtcNow;
+        var startedAt = Stopwatch.GetTimestamp();
+        var runners = scenarios.Select(s => new ScenarioRunner(s with { Thresholds = [.. s.Thresholds, .. everyScenario] }, logger)).ToList();
+        var checks = runners.SelectMany(r => r.Thresholds.Select(t => new ThresholdCheck(r, t))).ToList();
+        using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         GeneratorLoad generator;
         await using (var probe = new GeneratorProbe())
         {
-            var running = runners.Select(r => r.RunAsync(cancellationToken)).ToList();
-            var all = Task.WhenAll(running);
-            await Progress.For(output, progressInterval).RunAsync(runners, all);
+            var all = Task.WhenAll(runners.Select(r => r.RunAsync(abort.Token)));
+            await Task.WhenAll(Progress.For(output, progressInterval).RunAsync(runners, all), WatchThresholdsAsync(checks, all, abort));
             await all;
             generator = probe.Snapshot();
         }
 
+        foreach (var check in checks)
+        {
+            check.Check(final: true);
+        }
+
         var stats = runners.SelectMany(r => r.Snapshot()).ToList();
-        var failures = thresholds
-            .SelectMany(t => stats.Where(t.Applies).Where(s => !t.Holds(s)).Select(s => $"{s.Scenario}/{s.Step}: {t.Description}"))
-            .ToList();
+        var thresholds = checks.Select(c => c.Result()).ToList();
+        var problems = thresholds.Where(t => !t.Passed).Select(Describe).ToList();
         if (generator.LagP99Ms > maxGeneratorLagMs)
         {
             // Its threads ran late, so every latency it measured includes its own delay: the run says nothing about the server.
-            failures.Add(string.Create(
+            problems.Add(string.Create(
                 CultureInfo.InvariantCulture,
                 $"the load generator was the bottleneck: its own timer ran late by p99 {generator.LagP99Ms:0} ms (bound {maxGeneratorLagMs} ms) at {generator.CpuPercent:0} % CPU, so the latencies above are partly its own: run fewer copies, or measure with the native client (./run.sh bench fanout)"));
         }
 
-        var folder = Path.Combine(reportFolder, DateTime.UtcNow.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var abortedBy = checks.FirstOrDefault(c => c.Aborted);
+        var folder = Path.Combine(reportFolder, startedUtc.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var result = new RunResult(stats, problems, folder, generator)
+        {
+            Thresholds = thresholds,
+            Timelines = runners.SelectMany(r => r.Timelines()).ToList(),
+            StartedUtc = startedUtc,
+            Elapsed = Stopwatch.GetElapsedTime(startedAt),
+            AbortedBy = abortedBy is null ? null : $"{abortedBy.Runner.Name}/{abortedBy.Threshold.CheckedStep}: {abortedBy.Threshold.Description}",
+        };
+        await output.WriteLineAsync();
+        await output.WriteLineAsync(Markdown(stats, problems, generator));
+
+        var after = afterRun is null ? new AfterRun([], [], []) : await afterRun(result);
+        result = result with
+        {
+            BrokenThresholds = [.. problems, .. after.Problems],
+            CloseReasons = after.CloseReasons,
+            Checks = after.Checks,
+        };
         Directory.CreateDirectory(folder);
-        await File.WriteAllTextAsync(Path.Combine(folder, "report.md"), Markdown(stats, failures, generator), cancellationToken);
-        await File.WriteAllTextAsync(Path.Combine(folder, "report.csv"), Csv(stats), cancellationToken);
-        var timelines = runners.SelectMany(r => r.Timelines()).ToDictionary(p => p.Key, p => p.Value, StringComparer.Ordinal);
-        await File.WriteAllTextAsync(Path.Combine(folder, "report.html"), HtmlReport.Render(stats, timelines, failures), cancellationToken);
-        return new RunResult(stats, failures, folder, generator);
+        await ReportWriter.WriteAllAsync(folder, result, cancellationToken);
+        return result;
+    }
+
+    private static string Describe(ThresholdResult t)
+    {
+        var where = $"{t.Scenario}/{t.Step}: {t.Description}";
+        return t.AbortedRun
+            ? string.Create(CultureInfo.InvariantCulture, $"{where} (broken at {t.FailedChecks} checks, the first at {t.FirstFailedAtSeconds:0.#} s: the run was stopped early)")
+            : where;
+    }
+
+    /// <summary>Checks every threshold at each reporting interval until the run ends; stops the run at an abort count.</summary>
+    private async Task WatchThresholdsAsync(IReadOnlyList<ThresholdCheck> checks, Task done, CancellationTokenSource abort)
+    {
+        if (checks.Count == 0)
+        {
+            return;
+        }
+
+        using var timer = new PeriodicTimer(reportingInterval);
+        while (!done.IsCompleted)
+        {
+            var tick = timer.WaitForNextTickAsync(CancellationToken.None).AsTask();
+            if (await Task.WhenAny(done, tick) == done)
+            {
+                return;
+            }
+
+            foreach (var check in checks)
+            {
+                if (check.Check(final: false))
+                {
+                    // The run is stopping: what it does on the way (stopping copies, clean steps) is not judged again
+                    // until the end-of-run check.
+                    await abort.CancelAsync();
+                    return;
+                }
+            }
+        }
     }
 
     public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures, GeneratorLoad? generator = null)
@@ -95,38 +179,122 @@ public sealed class LoadRunner
         text.AppendLine("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|");
         foreach (var s in stats)
         {
-            var codes = string.Join(", ", s.StatusCodes.OrderByDescending(c => c.Value).Select(c => $"{c.Key}: {c.Value}"));
             text.AppendLine(string.Create(
                 CultureInfo.InvariantCulture,
-                $"| {s.Scenario} | {s.Step} | {s.Ok} | {s.Fail} | {s.FailPercent:0.00} | {s.Rps:0.0} | {s.MinMs:0.00} | {s.MeanMs:0.00} | {s.P50Ms:0.00} | {s.P75Ms:0.00} | {s.P95Ms:0.00} | {s.P99Ms:0.00} | {s.P999Ms:0.00} | {s.MaxMs:0.00} | {s.StdDevMs:0.00} | {s.Bytes} | {codes} |"));
+                $"| {s.Scenario} | {s.Step} | {s.Ok} | {s.Fail} | {s.FailPercent:0.00} | {s.Rps:0.0} | {s.MinMs:0.00} | {s.MeanMs:0.00} | {s.P50Ms:0.00} | {s.P75Ms:0.00} | {s.P95Ms:0.00} | {s.P99Ms:0.00} | {s.P999Ms:0.00} | {s.MaxMs:0.00} | {s.StdDevMs:0.00} | {s.Bytes} | {ReportWriter.Codes(s)} |"));
         }
 
         text.AppendLine();
         text.AppendLine("Latencies in milliseconds.");
         if (generator is not null)
         {
-            text.AppendLine(string.Create(
-                CultureInfo.InvariantCulture,
-                $"Load generator: CPU {generator.CpuPercent:0} % of one core ({generator.Cores} cores); its own timer ran late by p50 {generator.LagP50Ms:0.0} ms, p99 {generator.LagP99Ms:0.0} ms, max {generator.LagMaxMs:0.0} ms."));
+            text.AppendLine(ReportWriter.GeneratorLine(generator));
         }
 
         text.AppendLine(failures.Count == 0 ? "All thresholds held." : "Thresholds broken:\n" + string.Join('\n', failures.Select(f => $"- {f}")));
         return text.ToString();
     }
 
-    private static string Csv(IReadOnlyList<StepSnapshot> stats)
+    /// <summary>One threshold of one scenario, and what its checks found.</summary>
+    private sealed class ThresholdCheck(ScenarioRunner runner, Threshold threshold)
     {
-        var text = new StringBuilder("scenario,step,ok,fail,rps,min_ms,mean_ms,p50_ms,p75_ms,p95_ms,p99_ms,p999_ms,max_ms,stddev_ms,bytes\n");
-        foreach (var s in stats)
+        private readonly object gate = new();
+        private int checks;
+        private int failed;
+        private double? firstFailedAt;
+        private bool? heldAtEnd;
+
+        public ScenarioRunner Runner => runner;
+
+        public Threshold Threshold => threshold;
+
+        public bool Aborted { get; private set; }
+
+        /// <summary>Checks the threshold on the statistics so far; true when this check reached its abort count.</summary>
+        public bool Check(bool final)
         {
-            text.AppendLine(string.Create(
-                CultureInfo.InvariantCulture,
-                $"{s.Scenario},{s.Step},{s.Ok},{s.Fail},{s.Rps:0.0},{s.MinMs:0.000},{s.MeanMs:0.000},{s.P50Ms:0.000},{s.P75Ms:0.000},{s.P95Ms:0.000},{s.P99Ms:0.000},{s.P999Ms:0.000},{s.MaxMs:0.000},{s.StdDevMs:0.000},{s.Bytes}"));
+            var measured = runner.MeasuredElapsed;
+            if (measured is null || (!final && measured < threshold.StartCheckAfter))
+            {
+                return false;
+            }
+
+            var stats = runner.Snapshot().FirstOrDefault(s => s.Step == threshold.CheckedStep);
+            if (stats is null)
+            {
+                return false; // nothing recorded for it yet: nothing to judge
+            }
+
+            var holds = threshold.Predicate(stats);
+            lock (gate)
+            {
+                checks++;
+                if (final)
+                {
+                    heldAtEnd = holds;
+                }
+
+                if (holds)
+                {
+                    return false;
+                }
+
+                failed++;
+                firstFailedAt ??= measured.Value.TotalSeconds;
+                if (!final && !Aborted && failed >= threshold.AbortWhenErrorCount)
+                {
+                    Aborted = true;
+                    return true;
+                }
+
+                return false;
+            }
         }
 
-        return text.ToString();
+        public ThresholdResult Result()
+        {
+            lock (gate)
+            {
+                return new ThresholdResult(
+                    runner.Name, threshold.CheckedStep, threshold.Description, checks, failed, firstFailedAt, heldAtEnd, Aborted, threshold.AbortWhenErrorCount);
+            }
+        }
     }
 }
 
-/// <summary>What a run produced: the statistics, the broken thresholds, the report folder.</summary>
-public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder, GeneratorLoad Generator);
+/// <summary>
+/// What a run produced: the statistics, the problems that fail it (broken thresholds, a generator that fell behind,
+/// and whatever the after-run checks found), the report folder and the generator's own load.
+/// </summary>
+public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder, GeneratorLoad Generator)
+{
+    public IReadOnlyList<ThresholdResult> Thresholds { get; init; } = [];
+
+    public IReadOnlyList<StepTimeline> Timelines { get; init; } = [];
+
+    public DateTimeOffset StartedUtc { get; init; }
+
+    /// <summary>From the start of the scenarios to the end of their clean steps.</summary>
+    public TimeSpan Elapsed { get; init; }
+
+    /// <summary>The threshold that stopped the run early (scenario/step: description), or null.</summary>
+    public string? AbortedBy { get; init; }
+
+    public IReadOnlyList<CloseReasonRow> CloseReasons { get; init; } = [];
+
+    public IReadOnlyList<CheckRow> Checks { get; init; } = [];
+
+    public bool Passed => BrokenThresholds.Count == 0;
+}
+
+/// <summary>What the after-run checks found: close reasons expected and observed, other counts compared, and problems.</summary>
+public sealed record AfterRun(IReadOnlyList<CloseReasonRow> CloseReasons, IReadOnlyList<CheckRow> Checks, IReadOnlyList<string> Problems);
+
+/// <summary>One close reason: how many closes the victims' modes predict, and how many the server counted.</summary>
+public sealed record CloseReasonRow(string Reason, double Expected, double Observed)
+{
+    public bool Matches => Expected.Equals(Observed);
+}
+
+/// <summary>Any other count compared after the run (e.g. sessions resumed, the server's active connections).</summary>
+public sealed record CheckRow(string Name, string Expected, string Observed, bool Holds);

@@ -21,5 +21,8 @@ public abstract record LoadSimulation(TimeSpan During)
     /// <summary>Nothing runs.</summary>
     public sealed record Pause(TimeSpan During) : LoadSimulation(During);
 
-    public bool IsOpen => this is Inject or RampingInject;
+    /// <summary>The first <paramref name="During"/> of a ramp (a warm-up cut short): the load goes where the whole ramp would be by then.</summary>
+    internal sealed record CutRamp(LoadSimulation Ramp, TimeSpan During) : LoadSimulation(During);
+
+    public bool IsOpen => this is Inject or RampingInject || (this is CutRamp cut && cut.Ramp.IsOpen);
 }

@@ -13,15 +13,21 @@ public interface IScenarioContext
 {
     ScenarioInfo ScenarioInfo { get; }
 
-    /// <summary>Counts this copy's invocations from 0.</summary>
+    /// <summary>Counts this copy's invocations from 1, as NBomber does.</summary>
     long InvocationNumber { get; }
 
     ILogger Logger { get; }
 
     CancellationToken ScenarioCancellationToken { get; }
 
-    /// <summary>State that lives as long as the copy (e.g. its connection).</summary>
+    /// <summary>
+    /// State for this invocation only, for its steps to hand things on: empty at the start of every invocation, as
+    /// NBomber clears it, so nothing leaks from one iteration into the next by accident.
+    /// </summary>
     Dictionary<string, object> Data { get; }
+
+    /// <summary>State that lives as long as the copy (NBomber's <c>ScenarioInstanceData</c>), e.g. its connection.</summary>
+    Dictionary<string, object> ScenarioInstanceData { get; }
 
     /// <summary>Records a step's outcome measured elsewhere (e.g. an update latency seen by a reader loop).</summary>
     void Record(string stepName, Response response, TimeSpan latency);
@@ -38,6 +44,8 @@ public sealed record ScenarioProps(string Name, Func<IScenarioContext, Task<Resp
 
     public IReadOnlyList<LoadSimulation> Simulations { get; init; } = [new LoadSimulation.KeepConstant(1, TimeSpan.FromSeconds(10))];
 
+    public IReadOnlyList<Threshold> Thresholds { get; init; } = [];
+
     public ScenarioProps WithInit(Func<ILogger, Task> init) => this with { Init = init };
 
     public ScenarioProps WithClean(Func<ILogger, Task> clean) => this with { Clean = clean };
@@ -47,6 +55,9 @@ public sealed record ScenarioProps(string Name, Func<IScenarioContext, Task<Resp
     public ScenarioProps WithoutWarmUp() => this with { WarmUpDuration = TimeSpan.Zero };
 
     public ScenarioProps WithLoadSimulations(params LoadSimulation[] simulations) => this with { Simulations = simulations };
+
+    /// <summary>Bounds checked at every reporting interval of the run and at its end (NBomber's runtime thresholds).</summary>
+    public ScenarioProps WithThresholds(params Threshold[] thresholds) => this with { Thresholds = [.. Thresholds, .. thresholds] };
 }
 
 /// <summary>The entry point of the NBomber-shaped API.</summary>
@@ -65,6 +76,10 @@ public static class Step
         try
         {
             response = await run();
+        }
+        catch (OperationCanceledException) when (context.ScenarioCancellationToken.IsCancellationRequested)
+        {
+            throw; // the copy is being stopped by the load shape: not the step's failure, and the invocation is not counted either
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -12,7 +12,8 @@ namespace LoadTests.Harness;
 /// </summary>
 public sealed class ScenarioRunner
 {
-    private const string InvocationStep = "global";
+    /// <summary>The step every invocation's own outcome is recorded as (NBomber's scenario-level statistics).</summary>
+    public const string InvocationStep = "global";
     private static readonly TimeSpan ControlTick = TimeSpan.FromMilliseconds(10);
 
     private readonly ScenarioProps props;
@@ -45,6 +46,14 @@ public sealed class ScenarioRunner
 
     public TimeSpan TotalDuration => props.WarmUpDuration + props.Simulations.Aggregate(TimeSpan.Zero, (a, s) => a + s.During);
 
+    public IReadOnlyList<Threshold> Thresholds => props.Thresholds;
+
+    /// <summary>Time since the measured run began (after the warm-up); null before it has.</summary>
+    public TimeSpan? MeasuredElapsed => recordingStarted == 0 ? null : Stopwatch.GetElapsedTime(recordingStarted);
+
+    /// <summary>Seconds from this scenario's start (before its warm-up) to its measured run's start, for the charts' time axis.</summary>
+    public double MeasuredStartSecond => recordingStarted == 0 ? 0 : Stopwatch.GetElapsedTime(started, recordingStarted).TotalSeconds;
+
     public IReadOnlyList<StepSnapshot> Snapshot()
     {
         // Rates are over the load simulations only: the clean step (closing every client) is not part of the load.
@@ -67,24 +76,32 @@ public sealed class ScenarioRunner
         {
             if (props.WarmUpDuration > TimeSpan.Zero)
             {
-                await RunSimulationAsync(props.Simulations[0] with { During = props.WarmUpDuration }, 0, cancellationToken);
+                // NBomber's warm-up: the scenario's own simulations from their beginning, for the warm-up's length
+                // (a ramp is as far along as it would be by then), recording nothing; then everything stops and the
+                // measured run starts the simulations again from their beginning.
+                await RunSimulationsAsync(WarmUpPart(props.Simulations, props.WarmUpDuration), cancellationToken);
+                await SetCopiesAsync(0);
+                await DrainInFlightAsync();
             }
 
             recording = true;
             recordingStarted = Stopwatch.GetTimestamp();
-            double previousLoad = props.WarmUpDuration > TimeSpan.Zero ? LoadOf(props.Simulations[0]) : 0;
-            foreach (var simulation in props.Simulations)
-            {
-                await RunSimulationAsync(simulation, previousLoad, cancellationToken);
-                previousLoad = LoadOf(simulation);
-            }
-
+            await RunSimulationsAsync(props.Simulations, cancellationToken);
             recordingEnded = Stopwatch.GetTimestamp();
         }
         finally
         {
             await SetCopiesAsync(0);
-            await Task.WhenAll(inFlight.Keys).WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+            await DrainInFlightAsync();
+            if (recordingStarted != 0 && recordingEnded == 0)
+            {
+                recordingEnded = Stopwatch.GetTimestamp();
+            }
+
+            // Invocations that started in the measured run are counted when they finish, even after it; what the
+            // clean step causes (a player's StateUpdates read while it says Goodbye) is not.
+            recording = false;
+
             if (props.Clean is not null)
             {
                 await props.Clean(logger);
@@ -92,8 +109,54 @@ public sealed class ScenarioRunner
         }
     }
 
+    /// <summary>The simulations cut off at <paramref name="length"/>: what a warm-up of that length runs.</summary>
+    public static IReadOnlyList<LoadSimulation> WarmUpPart(IReadOnlyList<LoadSimulation> simulations, TimeSpan length)
+    {
+        var part = new List<LoadSimulation>();
+        var left = length;
+        foreach (var simulation in simulations)
+        {
+            if (left <= TimeSpan.Zero)
+            {
+                break;
+            }
+
+            if (simulation.During <= left)
+            {
+                part.Add(simulation);
+                left -= simulation.During;
+                continue;
+            }
+
+            // A ramp cut short stops where it would be at that moment, not at its target.
+            part.Add(simulation switch
+            {
+                LoadSimulation.RampingConstant ramp => new LoadSimulation.CutRamp(ramp, left),
+                LoadSimulation.RampingInject ramp => new LoadSimulation.CutRamp(ramp, left),
+                _ => simulation with { During = left },
+            });
+            left = TimeSpan.Zero;
+        }
+
+        return part;
+    }
+
+    private async Task RunSimulationsAsync(IReadOnlyList<LoadSimulation> simulations, CancellationToken cancellationToken)
+    {
+        double previousLoad = 0;
+        foreach (var simulation in simulations)
+        {
+            await RunSimulationAsync(simulation, previousLoad, cancellationToken);
+            previousLoad = LoadOf(simulation);
+        }
+    }
+
+    private Task DrainInFlightAsync() =>
+        Task.WhenAll(inFlight.Keys).WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+
     private static double LoadOf(LoadSimulation simulation) => simulation switch
     {
+        LoadSimulation.CutRamp cut => LoadOf(cut.Ramp),
         LoadSimulation.KeepConstant k => k.Copies,
         LoadSimulation.RampingConstant r => r.Copies,
         LoadSimulation.Inject i => i.Rate / i.Interval.TotalSeconds,
@@ -116,7 +179,15 @@ public sealed class ScenarioRunner
             }
 
             var progress = simulation.During == TimeSpan.Zero ? 1 : elapsed / simulation.During;
-            switch (simulation)
+            var shape = simulation;
+            if (simulation is LoadSimulation.CutRamp cut)
+            {
+                // Progress along the whole ramp, which this part stops short of.
+                progress = elapsed / cut.Ramp.During;
+                shape = cut.Ramp;
+            }
+
+            switch (shape)
             {
                 case LoadSimulation.KeepConstant keep:
                     CurrentRate = 0;
@@ -128,8 +199,8 @@ public sealed class ScenarioRunner
                     break;
                 case LoadSimulation.Inject or LoadSimulation.RampingInject:
                     await SetCopiesAsync(0);
-                    var target = LoadOf(simulation);
-                    CurrentRate = simulation is LoadSimulation.RampingInject ? previousLoad + ((target - previousLoad) * progress) : target;
+                    var target = LoadOf(shape);
+                    CurrentRate = shape is LoadSimulation.RampingInject ? previousLoad + ((target - previousLoad) * progress) : target;
                     var tick = Stopwatch.GetElapsedTime(lastTick, now).TotalSeconds;
                     due += tick * CurrentRate;
                     // Spread this tick's invocations evenly over it: each is charged from its own due time.
@@ -155,7 +226,7 @@ public sealed class ScenarioRunner
     private void StartOpenInvocation(long dueAt, CancellationToken cancellationToken)
     {
         var instance = Interlocked.Increment(ref nextInstance);
-        var task = InvokeAsync(instance, 0, dueAt, cancellationToken);
+        var task = InvokeAsync(instance, 1, dueAt, cancellationToken);
         inFlight[task] = 0;
         _ = task.ContinueWith(t => inFlight.TryRemove(t, out _), TaskScheduler.Default);
     }
@@ -190,7 +261,7 @@ public sealed class ScenarioRunner
 
     private async Task CopyLoopAsync(int instance, CancellationToken stop)
     {
-        for (long invocation = 0; !stop.IsCancellationRequested; invocation++)
+        for (long invocation = 1; !stop.IsCancellationRequested; invocation++)
         {
             await InvokeAsync(instance, invocation, Stopwatch.GetTimestamp(), stop);
         }
@@ -199,7 +270,7 @@ public sealed class ScenarioRunner
     private async Task InvokeAsync(int instance, long invocation, long dueAt, CancellationToken cancellationToken)
     {
         var context = new ScenarioContext(
-            new ScenarioInfo(props.Name, instance), invocation, logger, instanceData.GetOrAdd(instance, _ => []), this, cancellationToken);
+            new ScenarioInfo(props.Name, instance), invocation, logger, [], instanceData.GetOrAdd(instance, _ => []), this, cancellationToken);
         Response response;
         try
         {
@@ -226,12 +297,23 @@ public sealed class ScenarioRunner
         }
     }
 
-    /// <summary>The per-second timeline of every step, for the HTML report.</summary>
-    public IReadOnlyDictionary<string, IReadOnlyList<(long Ok, long Fail, double P99Ms)>> Timelines() =>
-        steps.Values.ToDictionary(s => $"{s.Scenario}/{s.Step}", s => s.Timeline(), StringComparer.Ordinal);
+    /// <summary>The per-second timeline of every step, for the reports' charts.</summary>
+    public IReadOnlyList<StepTimeline> Timelines() =>
+        steps.Values.OrderBy(s => s.Step == InvocationStep ? string.Empty : s.Step, StringComparer.Ordinal)
+            .Select(s => new StepTimeline(s.Scenario, s.Step, s.Timeline(MeasuredStartSecond, MeasuredSeconds))).ToList();
+
+    private double MeasuredSeconds => recordingStarted == 0 ? 0
+        : recordingEnded == 0 ? Stopwatch.GetElapsedTime(recordingStarted).TotalSeconds
+        : Stopwatch.GetElapsedTime(recordingStarted, recordingEnded).TotalSeconds;
 
     private sealed class ScenarioContext(
-        ScenarioInfo info, long invocation, ILogger logger, Dictionary<string, object> data, ScenarioRunner runner, CancellationToken token)
+        ScenarioInfo info,
+        long invocation,
+        ILogger logger,
+        Dictionary<string, object> data,
+        Dictionary<string, object> instanceData,
+        ScenarioRunner runner,
+        CancellationToken token)
         : IScenarioContext
     {
         public ScenarioInfo ScenarioInfo => info;
@@ -243,6 +325,8 @@ public sealed class ScenarioRunner
         public CancellationToken ScenarioCancellationToken => token;
 
         public Dictionary<string, object> Data => data;
+
+        public Dictionary<string, object> ScenarioInstanceData => instanceData;
 
         public void Record(string stepName, Response response, TimeSpan latency) => runner.Record(stepName, response, latency);
     }

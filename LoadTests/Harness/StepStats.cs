@@ -65,12 +65,32 @@ public sealed class StepStats
         }
     }
 
-    /// <summary>Per second of the run: requests, failures and p99 latency in milliseconds.</summary>
-    public IReadOnlyList<(long Ok, long Fail, double P99Ms)> Timeline()
+    /// <summary>
+    /// Per second of the measured run: requests per second, failures per second and latency percentiles in
+    /// milliseconds (NaN in a second with no successful request: nothing to plot, not zero latency). Each point's
+    /// <see cref="TimelinePoint.Second"/> counts from the scenario's start, <paramref name="startSecond"/> being where
+    /// the measured run began; a last second the run covered only partly is scaled to a rate, or left out when it
+    /// covered less than a quarter of a second (too few samples to be a rate).
+    /// </summary>
+    public IReadOnlyList<TimelinePoint> Timeline(double startSecond = 0, double measuredSeconds = double.MaxValue)
     {
         lock (gate)
         {
-            return timeline.Select(b => (b.Ok, b.Fail, b.Ok == 0 ? 0 : b.Latencies.GetValueAtPercentile(99) / 1000.0)).ToList();
+            var points = new List<TimelinePoint>();
+            for (var i = 0; i < timeline.Count; i++)
+            {
+                var b = timeline[i];
+                var covered = Math.Min(1, measuredSeconds - i);
+                if (covered < 0.25)
+                {
+                    break;
+                }
+
+                double P(double percentile) => b.Ok == 0 ? double.NaN : b.Latencies.GetValueAtPercentile(percentile) / 1000.0;
+                points.Add(new TimelinePoint(startSecond + i, b.Ok / covered, b.Fail / covered, P(50), P(95), P(99)));
+            }
+
+            return points;
         }
     }
 
@@ -110,6 +130,15 @@ internal sealed class Second
     /// <summary>Up to a minute in microseconds, 2 significant digits: small enough to keep one per second.</summary>
     public LongHistogram Latencies { get; } = new(TimeStamp.Minutes(1), 2);
 }
+
+/// <summary>
+/// One second of a step's timeline: successes and failures per second, and latencies in milliseconds of the requests
+/// that succeeded in it (NaN when none did).
+/// </summary>
+public sealed record TimelinePoint(double Second, double Ok, double Fail, double P50Ms, double P95Ms, double P99Ms);
+
+/// <summary>A step's per-second timeline.</summary>
+public sealed record StepTimeline(string Scenario, string Step, IReadOnlyList<TimelinePoint> Points);
 
 /// <summary>A step's numbers at one moment; latencies in milliseconds.</summary>
 public sealed record StepSnapshot(

@@ -145,13 +145,15 @@ public class ClientPoolTests
 
         public ScenarioInfo ScenarioInfo { get; } = new("play", instance);
 
-        public long InvocationNumber => 0;
+        public long InvocationNumber => 1;
 
         public ILogger Logger => NullLogger.Instance;
 
         public CancellationToken ScenarioCancellationToken => CancellationToken.None;
 
         public Dictionary<string, object> Data { get; } = [];
+
+        public Dictionary<string, object> ScenarioInstanceData { get; } = [];
 
         public void Record(string stepName, Response response, TimeSpan latency) => Steps.Add(stepName);
     }

@@ -31,6 +31,8 @@ public class LoadSmokeTests
         var folder = Assert.Single(Directory.GetDirectories(reports));
         Assert.True(File.Exists(Path.Combine(folder, "report.md")));
         Assert.True(File.Exists(Path.Combine(folder, "report.csv")));
+        Assert.Contains("verdict: PASSED", File.ReadAllText(Path.Combine(folder, "report.txt")), StringComparison.Ordinal);
+        Assert.Contains("\"verdict\": \"passed\"", File.ReadAllText(Path.Combine(folder, "report.json")), StringComparison.Ordinal);
         var html = File.ReadAllText(Path.Combine(folder, "report.html"));
         Assert.Contains("<polyline", html, StringComparison.Ordinal); // the charts are there, inline
         Assert.DoesNotContain("http", html, StringComparison.Ordinal); // and nothing is fetched from elsewhere
@@ -39,9 +41,10 @@ public class LoadSmokeTests
 
     [Theory]
     [InlineData("--copies", "-1", "--copies must not be negative")]
-    [InlineData("--target", "nowhere", "--target must be host:port, not 'nowhere'")]
+    [InlineData("--target", "nowhere", "--server must be host:port, not 'nowhere'")]
     [InlineData("--client-transport", "udp", "--client-transport must be auto, sockets or epoll, not 'udp'")]
-    [InlineData("--frobnicate", "1", "unknown option --frobnicate")]
+    [InlineData("--frobnicate", "1", "unknown option --frobnicate (see --help)")]
+    [InlineData("--scenario", "play,nope", "--scenario: unknown scenario 'nope' (scenarios: play, churn, chaos, resume)")]
     public async Task BadOption_StopsTheSuiteAtOnce_WithOneLineNamingIt(string option, string value, string expected)
     {
         using var load = BotProcess.StartIn(null, BotProcess.BuiltDll("LoadTests", "LoadTests.dll"), option, value);
