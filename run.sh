@@ -17,7 +17,8 @@ usage: ./run.sh <command> [args]
                                  build and run only the byte-exact stress tests (both transports, and the game server
                                  on each); --seconds N: rounds with new seeds for N s per case (default: one round);
                                  --seed S: the seed a failure printed, to run it again
-  load [options]                 build and run the load suite (starts its own server unless --target host:port)
+  load [options]                 build and run the load suite (starts its own server unless --server host:port;
+                                 ./run.sh load --help lists every option)
   bench [echo|fanout] [options]  build in Release, measure every server, write docs/PERFORMANCE.md (~30 min; echo or
                                  fanout: that part only, the other part's tables are kept)
   pack                           pack the connection library and the epoll transport as NuGet packages into
@@ -30,7 +31,7 @@ build() {
   # packages and takes a minute or two), elsewhere the log is kept quiet and shown whole only on failure.
   local what=${1##*/} start=$SECONDS
   what=${what%.*}
-  if [ ! -d "$HOME/.nuget/packages/dotnetty.transport" ]; then
+  if [ ! -d "${NUGET_PACKAGES:-${HOME:-/root}/.nuget/packages}/dotnetty.transport" ]; then
     echo "building $what ($CONFIG); the first build downloads packages and takes a minute or two..." >&2
   else
     echo "building $what ($CONFIG)..." >&2
@@ -65,6 +66,13 @@ ensure_test_packages() {
       echo "installing ${missing[*]}" >&2
       (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}") >/dev/null 2>&1 ||
         echo "warning: could not install ${missing[*]}; the cases that need them will fail and say so" >&2
+      # The tests start their own Prometheus and HAProxy; the system services a package starts are not wanted.
+      local service
+      for service in prometheus haproxy; do
+        if [[ " ${missing[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
+          systemctl disable --now "$service" >/dev/null 2>&1 || true
+        fi
+      done
     else
       echo "warning: ${missing[*]} missing and not root; the cases that need them will fail and say so" >&2
     fi
@@ -88,11 +96,12 @@ run_tests() {
       --blame-hang-timeout 5m "$@" || status=$?
   done
   # The server's tests once more on the epoll transport (the first pass ran them on DotNetty's stock sockets).
-  # The load and bench smoke runs start their own processes and need no second pass.
+  # The load suite's own tests, the bench smoke run and the ops/ files against Prometheus need no second pass: they
+  # start their own processes or do not touch a transport.
   echo "again on the epoll transport..." >&2
   GAMESERVER_TEST_TRANSPORT=epoll dotnet test tests/GameServer.Tests/GameServer.Tests.csproj -c "$CONFIG" --no-build --nologo \
     --logger "trx;LogFilePrefix=epoll" --logger "console;verbosity=normal" --results-directory "$results" \
-    --blame-hang-timeout 5m --filter "FullyQualifiedName!~LoadSmokeTests&FullyQualifiedName!~BenchSmokeTests&FullyQualifiedName!~ClientPoolTests" \
+    --blame-hang-timeout 5m --filter "FullyQualifiedName!~LoadSmokeTests&FullyQualifiedName!~BenchSmokeTests&FullyQualifiedName!~ClientPoolTests&FullyQualifiedName!~LoadCommandLineTests&FullyQualifiedName!~LoadHarnessTests&FullyQualifiedName!~LoadReportTests&FullyQualifiedName!~ThresholdTests&FullyQualifiedName!~GeneratorProbeTests&FullyQualifiedName!~OpsFolderTests" \
     "$@" || status=$?
   # A hang is killed by the blame collector; name the test that was running so CI shows it.
   local seq aborted=0

@@ -48,7 +48,9 @@ public sealed class ConnectionMetrics : IConnectionMetrics
         opened = meter.CreateCounter<long>($"{prefix}.connections.opened", description: "Connections accepted.");
         active = meter.CreateUpDownCounter<long>($"{prefix}.connections.active", description: "Connections open now.");
         closed = meter.CreateCounter<long>($"{prefix}.connections.closed", description: "Connections closed, by reason.");
-        duration = meter.CreateHistogram<double>($"{prefix}.connection.duration", unit: "s", description: "How long connections lived.");
+        duration = meter.CreateHistogram<double>(
+            $"{prefix}.connection.duration", unit: "s", description: "How long connections lived.",
+            advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 600, 1800, 3600, 7200, 14400] });
         framesReceived = meter.CreateCounter<long>($"{prefix}.frames.received", description: "Frames decoded from peers.");
         framesSent = meter.CreateCounter<long>($"{prefix}.frames.sent", description: "Frames encoded for peers.");
         bytesReceived = meter.CreateCounter<long>($"{prefix}.bytes.received", description: "Bytes read from peers.");
@@ -68,6 +70,7 @@ public sealed class ConnectionMetrics : IConnectionMetrics
     public void StartAtZero(IEnumerable<CloseReason> applicationReasons)
     {
         opened.Add(0);
+        active.Add(0);
         framesReceived.Add(0);
         framesSent.Add(0);
         bytesReceived.Add(0);

@@ -89,7 +89,9 @@ public static class GameServerApp
         builder.Services.AddHostedService(sp => sp.GetRequiredService<OpsEndpoint>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
-        builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(60));
+        // The host never cuts the Goodbye drain short: it allows the drain, the aborts after it and the loops' stop.
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<ServerOptions>>((host, server) =>
+            host.ShutdownTimeout = TimeSpan.FromMilliseconds(server.Value.ShutdownTimeoutMs) + ShutdownAfterDrain);
         return builder;
     }
 
@@ -124,6 +126,13 @@ public static class GameServerApp
                 });
             });
     }
+
+    /// <summary>
+    /// What a stop takes beyond <c>Server:ShutdownTimeoutMs</c>: aborting the connections left (up to 5 s) and stopping
+    /// the event loops (2 s and a grace). A supervisor (systemd's TimeoutStopSec, Kubernetes' grace period) must allow
+    /// more than the two together before it kills the process.
+    /// </summary>
+    public static readonly TimeSpan ShutdownAfterDrain = TimeSpan.FromSeconds(15);
 
     /// <summary>The runtime's built-in meter (.NET 9 and later).</summary>
     public const string RuntimeMeterName = "System.Runtime";

@@ -65,6 +65,8 @@ public sealed class OpsEndpoint : IHostedService, IAsyncDisposable
         // The server's host owns SIGTERM and Ctrl+C. With its own console lifetime this listener would stop on the
         // signal by itself, and /readyz would vanish during the Goodbye drain instead of answering "shutting down".
         builder.Services.AddSingleton<IHostLifetime, OwnedLifetime>();
+        // Event 2010 says where it listens; Kestrel's own "Now listening on" would say it twice.
+        builder.WebHost.UseSetting(WebHostDefaults.SuppressStatusMessagesKey, "true");
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;

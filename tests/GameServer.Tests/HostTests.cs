@@ -36,7 +36,9 @@ public class HostTests
         await server.AssertAllClosedAsync();
         using var http = new HttpClient();
         string text = string.Empty;
-        for (var i = 0; i < 50 && !text.Contains("gameserver_connections_closed_total", StringComparison.Ordinal); i++)
+        // Every reason's series is there from the start (at 0): wait for the Goodbye's 1.
+        var goodbyeCounted = new System.Text.RegularExpressions.Regex("gameserver_connections_closed_total\\{[^}]*reason=\"client_goodbye\"[^}]*\\} [1-9]");
+        for (var i = 0; i < 50 && !goodbyeCounted.IsMatch(text); i++)
         {
             text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
             await Task.Delay(100);
@@ -85,8 +87,11 @@ public class HostTests
     {
         // DrainTimeoutMs moved from Server to Connection: the old key must not be ignored in silence.
         var builder = GameServerApp.CreateBuilder(["--Server:Port=0", "--Metrics:Port=0", "--Server:DrainTimeoutMs=200"]);
-        using var host = builder.Build();
-        var ex = await Assert.ThrowsAsync<InvalidOperationException>(() => host.StartAsync());
+        var ex = await Assert.ThrowsAsync<InvalidOperationException>(async () =>
+        {
+            using var host = builder.Build(); // the host's own options read Server's as it is built
+            await host.StartAsync();
+        });
         Assert.Contains("DrainTimeoutMs", ex.Message, StringComparison.Ordinal);
         Assert.Contains("ServerOptions", ex.Message, StringComparison.Ordinal);
     }

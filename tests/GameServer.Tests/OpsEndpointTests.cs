@@ -57,11 +57,24 @@ public class OpsEndpointTests
             Assert.IsType<Welcome>(await wire.ReceiveAsync());
             Assert.Equal((HttpStatusCode.OK, "ready (1 of 10000 connections)"), await GetAsync(http, new Uri(ops, "readyz")));
 
+            // What readiness said at the moment the host logged that it was about to send the Goodbyes.
+            var host = server.Services.GetRequiredService<GameServerHost>();
+            (bool Ready, string Reason)? atStopping = null;
+            server.Logs.OnEntry = e =>
+            {
+                if (e.EventId.Id == 2002)
+                {
+                    atStopping = host.Readiness();
+                }
+            };
+
             var stopping = server.StopAsync();
             var goodbye = Assert.IsType<Goodbye>(await wire.ReceiveAsync(Patience));
             Assert.Equal("server_shutdown", goodbye.Reason);
 
-            // The Goodbye is here: a balancer asking now must already be told to send nobody new.
+            Assert.Equal((false, "shutting down"), atStopping);
+
+            // The Goodbye is here: a balancer asking now is told to send nobody new.
             Assert.Equal((HttpStatusCode.ServiceUnavailable, "shutting down"), await GetAsync(http, new Uri(ops, "readyz")));
             Assert.Equal((HttpStatusCode.OK, "alive"), await GetAsync(http, new Uri(ops, "healthz")));
             Assert.False(stopping.IsCompleted, "the drain should still be waiting for the peer's Goodbye");
@@ -120,6 +133,7 @@ public class OpsEndpointTests
             Assert.Matches($"(?m)^gameserver_connections_closed_total\\{{[^}}]*reason=\"{reason.Name}\"[^}}]*\\}} 0", text);
         }
 
+        Assert.Matches("(?m)^gameserver_connections_active(\\{[^}]*\\})? 0", text);
         foreach (var counter in new[] { "connections_opened", "frames_received", "frames_sent", "bytes_received", "bytes_sent", "sessions_resumed", "sessions_expired", "sessions_taken_over", "state_updates_coalesced" })
         {
             Assert.Matches($"(?m)^gameserver_{counter}_total(\\{{[^}}]*\\}})? 0", text);
@@ -134,21 +148,41 @@ public class OpsEndpointTests
         using var collector = new HttpListener();
         collector.Prefixes.Add($"http://127.0.0.1:{collectorPort}/");
         collector.Start();
-        var received = collector.GetContextAsync();
+        var received = new TaskCompletionSource<(HttpListenerRequest Request, byte[] Body)>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _ = ServeAsync();
+
+        async Task ServeAsync()
+        {
+            // Every push is answered (a collector that stops answering would hold the exporter's last push at shutdown).
+            while (collector.IsListening)
+            {
+                HttpListenerContext context;
+                try
+                {
+                    context = await collector.GetContextAsync();
+                }
+                catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException)
+                {
+                    return;
+                }
+
+                using var body = new MemoryStream();
+                await context.Request.InputStream.CopyToAsync(body);
+                received.TrySetResult((context.Request, body.ToArray()));
+                context.Response.StatusCode = 200;
+                context.Response.Close();
+            }
+        }
 
         await using var server = await TestServer.StartAsync(
             $"--Metrics:Otlp:Endpoint=http://127.0.0.1:{collectorPort}/v1/metrics", "--Metrics:Otlp:Protocol=http/protobuf",
             "--Metrics:Otlp:ExportIntervalMs=1000");
-        var context = await received.WaitAsync(Patience);
-        using var body = new MemoryStream();
-        await context.Request.InputStream.CopyToAsync(body);
-        context.Response.StatusCode = 200;
-        context.Response.Close();
+        var (request, body) = await received.Task.WaitAsync(Patience);
 
-        Assert.Equal("POST", context.Request.HttpMethod);
-        Assert.Equal("/v1/metrics", context.Request.Url!.AbsolutePath);
-        Assert.Equal("application/x-protobuf", context.Request.ContentType);
-        var text = Encoding.UTF8.GetString(body.ToArray());
+        Assert.Equal("POST", request.HttpMethod);
+        Assert.Equal("/v1/metrics", request.Url!.AbsolutePath);
+        Assert.Equal("application/x-protobuf", request.ContentType);
+        var text = Encoding.UTF8.GetString(body);
         Assert.Contains("gameserver.rooms.active", text, StringComparison.Ordinal);
         Assert.Contains("service.name", text, StringComparison.Ordinal);
         Assert.Contains("gameserver", text.Replace("gameserver.", string.Empty, StringComparison.Ordinal), StringComparison.Ordinal);

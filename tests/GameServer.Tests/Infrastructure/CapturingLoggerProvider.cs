@@ -10,7 +10,10 @@ public sealed class CapturingLoggerProvider : ILoggerProvider
 
     public IReadOnlyCollection<LogEntry> Entries => entries.ToArray();
 
-    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, entries);
+    /// <summary>Runs on the logging thread as each entry is written: to see the state of things at that moment.</summary>
+    public Action<LogEntry>? OnEntry { get; set; }
+
+    public ILogger CreateLogger(string categoryName) => new Logger(categoryName, this);
 
     public void Dispose()
     {
@@ -18,14 +21,18 @@ public sealed class CapturingLoggerProvider : ILoggerProvider
 
     public sealed record LogEntry(string Category, LogLevel Level, EventId EventId, string Message, Exception? Exception);
 
-    private sealed class Logger(string category, ConcurrentQueue<LogEntry> entries) : ILogger
+    private sealed class Logger(string category, CapturingLoggerProvider provider) : ILogger
     {
         public IDisposable? BeginScope<TState>(TState state)
             where TState : notnull => null;
 
         public bool IsEnabled(LogLevel logLevel) => true;
 
-        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter) =>
-            entries.Enqueue(new LogEntry(category, logLevel, eventId, formatter(state, exception), exception));
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            var entry = new LogEntry(category, logLevel, eventId, formatter(state, exception), exception);
+            provider.entries.Enqueue(entry);
+            provider.OnEntry?.Invoke(entry);
+        }
     }
 }
