@@ -60,13 +60,15 @@ public sealed class OpsEndpoint : IHostedService, IAsyncDisposable
         // move it), and its log lines go through the server's logging.
         var builder = WebApplication.CreateEmptyBuilder(new WebApplicationOptions());
         builder.Logging.ClearProviders();
-        builder.Services.AddSingleton(loggerFactory);
+        builder.Logging.AddProvider(new ForwardingLoggerProvider(loggerFactory));
+
+        // Event 2010 says where it listens; the web host's own "Now listening on" and "Application started" lines
+        // would say it again, as if a second application had started.
+        builder.Logging.AddFilter("Microsoft.Hosting.Lifetime", LogLevel.None);
 
         // The server's host owns SIGTERM and Ctrl+C. With its own console lifetime this listener would stop on the
         // signal by itself, and /readyz would vanish during the Goodbye drain instead of answering "shutting down".
         builder.Services.AddSingleton<IHostLifetime, OwnedLifetime>();
-        // Event 2010 says where it listens; Kestrel's own "Now listening on" would say it twice.
-        builder.WebHost.UseSetting(WebHostDefaults.SuppressStatusMessagesKey, "true");
         builder.WebHost.UseKestrelCore().ConfigureKestrel(k =>
         {
             k.AddServerHeader = false;
@@ -132,6 +134,17 @@ public sealed class OpsEndpoint : IHostedService, IAsyncDisposable
         var (ok, reason) = path.Equals(HealthPath, StringComparison.Ordinal) ? (true, "alive") : server.Readiness();
         response.StatusCode = ok ? StatusCodes.Status200OK : StatusCodes.Status503ServiceUnavailable;
         return HttpMethods.IsHead(context.Request.Method) ? Task.CompletedTask : response.WriteAsync(reason + "\n");
+    }
+
+    /// <summary>The listener's log lines go where the server's go, under their own categories.</summary>
+    private sealed class ForwardingLoggerProvider(ILoggerFactory target) : ILoggerProvider
+    {
+        public ILogger CreateLogger(string categoryName) => target.CreateLogger(categoryName);
+
+        public void Dispose()
+        {
+            // The server's host owns the factory.
+        }
     }
 
     private sealed class OwnedLifetime : IHostLifetime

@@ -417,9 +417,12 @@ internal sealed class BenchRunner
         info.RedirectStandardError = true;
         var process = Process.Start(info)!;
         var listening = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var portText = port.ToString(CultureInfo.InvariantCulture);
         process.OutputDataReceived += (_, e) =>
         {
-            if (e.Data?.Contains("listening on", StringComparison.OrdinalIgnoreCase) == true)
+            // The line that names the measured port: a server may listen on others first (the game's metrics).
+            if (e.Data is { } line && line.Contains("listening on", StringComparison.OrdinalIgnoreCase)
+                && (line.Contains(':' + portText, StringComparison.Ordinal) || line.EndsWith(' ' + portText, StringComparison.Ordinal)))
             {
                 listening.TrySetResult();
             }
