@@ -23,6 +23,9 @@ internal static partial class ConnectionLog
     [LoggerMessage(EventId = 1004, Level = LogLevel.Debug, Message = "Connection {ConnectionId} is already closing; ignored {ExceptionType}: {ExceptionMessage}")]
     public static partial void LateException(ILogger logger, string connectionId, string exceptionType, string exceptionMessage);
 
+    [LoggerMessage(EventId = 1005, Level = LogLevel.Debug, Message = "Connection {ConnectionId} is {RemoteEndPoint} by the PROXY protocol v{Version} header from {ProxyEndPoint}")]
+    public static partial void Proxied(ILogger logger, string connectionId, string remoteEndPoint, string proxyEndPoint, int version);
+
     [LoggerMessage(EventId = 1010, Level = LogLevel.Information, Message = "TCP_USER_TIMEOUT is unavailable on this platform; only keepalive and the heartbeat find dead peers while sending")]
     public static partial void UserTimeoutUnavailable(ILogger logger);
 

@@ -57,9 +57,15 @@ public sealed class TcpConnection
     /// <summary>A short id unique in this process, used in every log scope.</summary>
     public string Id { get; }
 
-    /// <summary>The peer's address as an operator reads it; "-" before the channel is connected.</summary>
+    /// <summary>
+    /// The peer's address as an operator reads it; "-" before the channel is connected. Behind a load balancer that
+    /// sends the PROXY protocol (<see cref="ProxyProtocolDecoder"/>), the client's address from its header.
+    /// </summary>
     public string RemoteEndPoint =>
         remoteEndPoint ?? (Channel.RemoteAddress is { } address ? remoteEndPoint = FormatEndPoint(address) : "-");
+
+    /// <summary>The load balancer's address when a PROXY protocol header named the client; otherwise null.</summary>
+    public string? ProxyEndPoint { get; private set; }
 
     /// <summary>When the channel became active (or joined its pipeline, if it never did), in Stopwatch ticks.</summary>
     public long OpenedAt { get; private set; }
@@ -187,6 +193,13 @@ public sealed class TcpConnection
             CloseChannel();
         });
         return Closed;
+    }
+
+    /// <summary>The client as a PROXY protocol header names it; the socket's peer becomes <see cref="ProxyEndPoint"/>.</summary>
+    internal void SetClientEndPoint(EndPoint client)
+    {
+        ProxyEndPoint = RemoteEndPoint;
+        remoteEndPoint = FormatEndPoint(client);
     }
 
     internal void OnActive()

@@ -37,6 +37,7 @@ public sealed class GameServerHost : IHostedService
     private readonly ConnectionLimitHandler connectionLimit;
     private readonly HeartbeatOptions heartbeat;
     private readonly TimeProvider time;
+    private readonly ILogger connectionLogger;
     private IEventLoopGroup? acceptGroup;
     private IEventLoopGroup? workerGroup;
     private IChannel? serverChannel;
@@ -70,7 +71,7 @@ public sealed class GameServerHost : IHostedService
         this.registry = registry;
         this.loggerFactory = loggerFactory;
         logger = loggerFactory.CreateLogger<GameServerHost>();
-        var connectionLogger = loggerFactory.CreateLogger(ConnectionLogCategory);
+        connectionLogger = loggerFactory.CreateLogger(ConnectionLogCategory);
         connectionHandler = new ConnectionHandler(connectionOptions.Value, connectionLogger, metrics.Connections);
         tail = new ConnectionTailHandler(GameConnectionProtocol.Instance, connectionLogger);
         prepender = new FramePrepender(this.options.MaxFrameBytes);
@@ -211,6 +212,11 @@ public sealed class GameServerHost : IHostedService
     private void InitChannel(IChannel channel)
     {
         channel.Pipeline.AddLast("connection", connectionHandler);
+        if (options.ProxyProtocol)
+        {
+            channel.Pipeline.AddLast("proxy-protocol", new ProxyProtocolDecoder(connectionLogger));
+        }
+
         channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));
         channel.Pipeline.AddLast("frame-prepender", prepender);
         channel.Pipeline.AddLast("rate-limit", new RateLimitHandler(limits, GameConnectionProtocol.Instance, time));

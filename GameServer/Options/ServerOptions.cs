@@ -28,6 +28,14 @@ public sealed class ServerOptions : IValidatedOptions
     /// <summary>Largest frame payload either side may send; a bigger length header is a protocol error.</summary>
     public int MaxFrameBytes { get; set; } = GameProtocol.Framing.DefaultMaxFrameBytes;
 
+    /// <summary>
+    /// Every connection begins with a PROXY protocol header (v2 or v1) from the load balancer in front (HAProxy's
+    /// <c>send-proxy-v2</c>), which names the real client for the logs and the close records. A connection without
+    /// one is a protocol error, so turn it on only when every connection comes through the balancer (firewall the
+    /// game port to it).
+    /// </summary>
+    public bool ProxyProtocol { get; set; }
+
     /// <summary>Hello must arrive within this time of connecting.</summary>
     public int HandshakeTimeoutMs { get; set; } = 5000;
 

@@ -22,8 +22,8 @@ public class HaproxyTests
     [Fact]
     public async Task ShippedConfig_TakesAStoppingServerOutOfRotation_ByItsReadiness_WithoutCuttingItsPlayers()
     {
-        var a = await TestServer.StartAsync($"--Metrics:Port={TestServer.FreePort()}", "--Server:ShutdownTimeoutMs=20000");
-        await using var b = await TestServer.StartAsync($"--Metrics:Port={TestServer.FreePort()}");
+        var a = await TestServer.StartAsync($"--Metrics:Port={TestServer.FreePort()}", "--Server:ShutdownTimeoutMs=20000", "--Server:ProxyProtocol=true");
+        await using var b = await TestServer.StartAsync($"--Metrics:Port={TestServer.FreePort()}", "--Server:ProxyProtocol=true");
         try
         {
             using var haproxy = await HaproxyProcess.StartAsync(a, b);
@@ -57,7 +57,10 @@ public class HaproxyTests
             // The first player's connection through HAProxy was never cut: it answers now and the drain ends.
             await stays.SendAsync(new Goodbye("bye", 1));
             await stop.WaitAsync(Patience);
-            Assert.Contains(stopping.Logs.Entries, e => e.EventId.Id == 1001 && e.Message.Contains("closed: server_shutdown", StringComparison.Ordinal));
+            // The server knew the player by its own address, from HAProxy's PROXY v2 header, not by HAProxy's.
+            var client = TcpConnections.TcpConnection.FormatEndPoint(stays.Socket.LocalEndPoint);
+            Assert.Contains(stopping.Logs.Entries, e => e.EventId.Id == 1001 && e.Message.Contains($"from {client} closed: server_shutdown", StringComparison.Ordinal));
+            Assert.Contains(stopping.Logs.Entries, e => e.EventId.Id == 1005 && e.Message.Contains($"is {client} by the PROXY protocol v2 header", StringComparison.Ordinal));
         }
         finally
         {
