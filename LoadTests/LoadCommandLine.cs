@@ -43,6 +43,15 @@ public static class LoadCommandLine
     {
         var shipped = File.Exists(shippedConfig) ? new LoadSettings().OverlaidWith(shippedConfig) : new LoadSettings();
         var (serverArgs, rest) = SplitServerArgs(args);
+        var misspelt = rest.FirstOrDefault(a => ServerArgPrefixes.Any(p => a.StartsWith(p, StringComparison.OrdinalIgnoreCase)));
+        if (misspelt is not null)
+        {
+            // Otherwise System.CommandLine takes --server:Transport=epoll as --server "Transport=epoll" and complains
+            // about a host:port nobody meant.
+            var prefix = ServerArgPrefixes.First(p => misspelt.StartsWith(p, StringComparison.OrdinalIgnoreCase));
+            return Fail($"{misspelt}: server settings are spelled {prefix}KEY=VALUE (with that capitalisation), e.g. --Server:Transport=epoll");
+        }
+
         var cli = Build(shipped);
         var parse = cli.Root.Parse(rest);
         if (parse.Action is HelpAction || (parse.Errors.Count == 0 && parse.Action is not null)) // --help, --version
@@ -74,6 +83,7 @@ public static class LoadCommandLine
             settings = settings.OverlaidWith(config);
         }
 
+        var serverArgsGiven = settings.ServerArgs.Count + serverArgs.Count > 0; // by a file or the command line, not the --smoke preset
         if (parse.GetValue(cli.Smoke))
         {
             // The short run; options given with it still win.
@@ -91,6 +101,10 @@ public static class LoadCommandLine
 
         settings = settings with { ServerArgs = [.. settings.ServerArgs, .. serverArgs] };
         var notes = new List<string>();
+        if (settings.Server is not null && serverArgsGiven)
+        {
+            notes.Add($"{string.Join(' ', settings.ServerArgs)}: server settings configure only a server the suite starts; with --server they are not used");
+        }
         if (parse.GetResult(cli.Server)?.IdentifierToken?.Value == "--target")
         {
             notes.Add("--target is a deprecated alias of --server (host:port of the server to load); in NBomber --target chooses scenarios, which is --scenario here");
@@ -148,7 +162,7 @@ public static class LoadCommandLine
         Option<int> Int(string property, string name, string description, int value, Func<LoadSettings, int, LoadSettings> set) =>
             Add(property, new Option<int>(name) { Description = description, DefaultValueFactory = _ => value, HelpName = Unit(name) }, set);
         Option<double> Double(string property, string name, string description, double value, Func<LoadSettings, double, LoadSettings> set) =>
-            Add(property, new Option<double>(name) { Description = description, DefaultValueFactory = _ => value, HelpName = Unit(name) }, set);
+            Add(property, new Option<double>(name) { Description = description, DefaultValueFactory = _ => value, HelpName = Unit(name), CustomParser = r => ParseDouble(name, r) }, set);
 
         var server = Add(
             nameof(LoadSettings.Server),
@@ -195,7 +209,7 @@ public static class LoadCommandLine
         Int(nameof(LoadSettings.CleanDeadlineSeconds), "--clean-deadline", "seconds the clean step waits for every player's Goodbye; what is unfinished then is reported (and fails the run)", d.CleanDeadlineSeconds, (s, v) => s with { CleanDeadlineSeconds = v });
         Add(
             nameof(LoadSettings.ReportFolder),
-            new Option<string>("--report-folder") { Description = "where reports go (a folder per run, named by its UTC start)", DefaultValueFactory = _ => d.ReportFolder, HelpName = "dir" },
+            new Option<string>("--report-folder") { Description = "where reports go (a folder per run, named by its UTC start and this process's id)", DefaultValueFactory = _ => d.ReportFolder, HelpName = "dir" },
             (s, v) => s with { ReportFolder = v });
         Add(
             nameof(LoadSettings.ClientTransport),
@@ -217,7 +231,7 @@ public static class LoadCommandLine
             + "during the run, the server's close reasons compared with what the victims' modes predict, and reports (md, txt, json, csv, html). "
             + "Settings: config/loadtest.json beside the program, then --config FILE, then options (an option wins). Options take --opt value or "
             + "--opt=value. Arguments --Server:KEY=VALUE, --Limits:…, --Game:…, --Heartbeat:…, --Session:…, --Connection:… (ServerArgs, default: none) "
-            + "configure the server the suite starts. Exit code 0: every threshold and check held; 1: one did not; 2: bad input.");
+            + "configure the server the suite starts. Exit code 0: every threshold and check held; 1: one did not; 2: bad input, or a server unreachable before the load starts.");
         root.Options.Add(ServerArgsHelp);
         foreach (var binding in bindings.Where(b => b.Option != ServerArgsHelp))
         {
@@ -235,6 +249,22 @@ public static class LoadCommandLine
         }
 
         return new Cli(root, bindings, server, config, smoke);
+    }
+
+    /// <summary>
+    /// A number with a dot for decimals, whatever the machine's culture: the default parser reads "1,5" as 15 in an
+    /// English culture (a thousands separator), turning a bound into ten times itself without a word.
+    /// </summary>
+    private static double ParseDouble(string name, System.CommandLine.Parsing.ArgumentResult result)
+    {
+        var token = result.Tokens.Count == 1 ? result.Tokens[0].Value : string.Join(' ', result.Tokens.Select(t => t.Value));
+        if (double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out var value) && double.IsFinite(value))
+        {
+            return value;
+        }
+
+        result.AddError($"{name}: '{token}' is not a number (write decimals with a dot, e.g. 1.5)");
+        return 0;
     }
 
     /// <summary>Only for the help: the server's own arguments are taken apart before parsing (they are not options of the suite).</summary>

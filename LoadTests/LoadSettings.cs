@@ -103,6 +103,9 @@ public sealed record LoadSettings
 
     private int? AbortAfter => AbortWhenErrorCount > 0 ? AbortWhenErrorCount : null;
 
+    /// <summary>The settings a JSON file may set to null.</summary>
+    private static readonly HashSet<string> Nullable = new(StringComparer.Ordinal) { nameof(Server), nameof(Metrics) };
+
     private static readonly JsonSerializerOptions Json = new()
     {
         PropertyNameCaseInsensitive = true,
@@ -149,6 +152,13 @@ public sealed record LoadSettings
             var wanted = key.Equals("Target", StringComparison.OrdinalIgnoreCase) ? nameof(Server) : key;
             var known = merged.Select(p => p.Key).FirstOrDefault(k => k.Equals(wanted, StringComparison.OrdinalIgnoreCase))
                 ?? throw new ArgumentException($"{file}: unknown setting '{key}' (settings: {string.Join(", ", merged.Select(p => p.Key))})");
+
+            // null is a value only where "none" means something (Server: start one; Metrics: skip its checks);
+            // elsewhere it would reach the run as a null list and fail there, far from the file that said it.
+            if ((value is null && !Nullable.Contains(known)) || (value is JsonArray items && items.Any(i => i is null)))
+            {
+                throw new ArgumentException($"{file}: '{key}' must not be null{(value is null ? string.Empty : " inside its list")}: give a value, or leave the key out for the default");
+            }
             merged[known] = value?.DeepClone();
         }
 

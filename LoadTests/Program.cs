@@ -47,189 +47,238 @@ if (selected.Contains("chaos"))
 
 Process? server = null;
 string? serverLog = null;
-if (settings.Server is null)
+try
 {
-    var serverDll = RepositoryServerDll();
-    if (!File.Exists(serverDll))
+    // The started server is killed however the run ends (a crash included): a GameServer left running would hold its
+    // ports and spoil the next run's counts.
+    if (settings.Server is null)
     {
-        await Console.Error.WriteLineAsync($"load: no --server given, and no GameServer build at {serverDll} to start one: pass --server host:port, or build it (dotnet build GameServer -c Release)");
-        return 2;
-    }
-
-    var port = FreePort();
-    var metricsPort = FreePort();
-    Directory.CreateDirectory(settings.ReportFolder);
-    serverLog = Path.GetFullPath(Path.Combine(settings.ReportFolder, "server.log"));
-    server = StartServer(serverDll, port, metricsPort, settings.ServerArgs, serverLog);
-    settings = settings with { Server = $"127.0.0.1:{port}", Metrics = $"http://127.0.0.1:{metricsPort}/metrics" };
-}
-
-_ = LoadSettings.TryParseServer(settings.Server!, out var host, out var targetPort); // validated with the settings
-GameClientOptions Client(string name) => new()
-{
-    Host = host, Port = targetPort, PlayerName = name[..Math.Min(name.Length, 32)], Transport = settings.ClientTransport,
-};
-var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
-var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
-
-if (settings.Copies > LoadSettings.PlayersOneSuiteReads && selected.Contains("play"))
-{
-    // Said before the run, not discovered after it: the verdict would be the generator's, not the server's.
-    Console.WriteLine(
-        $"load: note: {settings.Copies} players at a {settings.ClientTickMs} ms client tick and the server's room ticks are more than this .NET suite "
-        + $"reads on a small machine (about {LoadSettings.PlayersOneSuiteReads} players at 20 Hz on 2 cores shared with the server: each player reads 20 "
-        + "StateUpdates a second). The run goes on and its verdict says if the generator fell behind; to measure how many players a server holds, "
-        + "use the native client: ./run.sh bench fanout (docs/PERFORMANCE.md).");
-}
-
-Console.WriteLine($"load: server {settings.Server}, scenarios {string.Join(", ", selected)}: {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), resume {settings.ResumeRate}/s, {settings.DurationSeconds} s");
-using var http = new HttpClient();
-var baseline = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
-
-var closedBefore = settings.Metrics is null ? null : await ReadClosedAsync(http, settings.Metrics);
-var chaos = new ChaosScenario(Client, botDll ?? string.Empty, settings.ChaosBotConnections);
-var resume = new ResumeScenario(Client);
-var resumedBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total");
-var reliableBefore = settings.Metrics is null ? null : await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total");
-
-var scenarios = new Dictionary<string, Func<ScenarioProps>>(StringComparer.Ordinal)
-{
-    ["play"] = () => GameScenarios.Play(
-            Client,
-            settings.RoomSize,
-            TimeSpan.FromMilliseconds(settings.ClientTickMs),
-            [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
-            TimeSpan.FromSeconds(settings.WarmUpSeconds),
-            settings.CleanConcurrency,
-            TimeSpan.FromSeconds(settings.CleanDeadlineSeconds))
-        .WithThresholds(settings.PlayThresholds()),
-    ["churn"] = () => GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
-    ["chaos"] = () => chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]),
-    ["resume"] = () => resume.Create([new LoadSimulation.Inject(settings.ResumeRate, TimeSpan.FromSeconds(1), duration)]),
-};
-
-var result = await LoadRunner
-    .RegisterScenarios([.. selected.Select(name => scenarios[name]())])
-    .WithReportFolder(settings.ReportFolder)
-    .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
-    .WithReportingInterval(TimeSpan.FromSeconds(settings.ReportingIntervalSeconds))
-    .WithThresholds(settings.FailRateThreshold())
-    .WithGeneratorLagBound(settings.MaxGeneratorLagMs)
-    .WithAfterRun(CheckAfterRunAsync)
-    .RunAsync(NullLogger.Instance, Console.Out, CancellationToken.None);
-
-if (server is not null)
-{
-    server.Kill(entireProcessTree: false); // SIGKILL is not needed: the suite's own connections are already closed
-    await server.WaitForExitAsync();
-}
-
-Console.WriteLine($"reports: {Path.GetFullPath(result.ReportFolder)}");
-if (serverLog is not null)
-{
-    Console.WriteLine($"server log: {serverLog}");
-}
-
-var problems = result.BrokenThresholds;
-Console.WriteLine(problems.Count == 0 ? "load: all thresholds held" : "load: FAILED\n" + string.Join('\n', problems.Select(p => $"  - {p}")));
-return problems.Count == 0 ? 0 : 1;
-
-// After the scenarios' clean steps: the clean step's outcome, leaked connections, and the server's counts against
-// what the victims predict. What it finds goes into the reports and the verdict.
-async Task<AfterRun> CheckAfterRunAsync(RunResult run)
-{
-    var found = new List<string>();
-    var checks = new List<CheckRow>();
-    var reasons = new List<CloseReasonRow>();
-    if (run.AbortedBy is not null)
-    {
-        Console.WriteLine($"load: the run was stopped early by the threshold {run.AbortedBy}");
-    }
-
-    if (GameScenarios.PlayClean is { } clean)
-    {
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"clean step: {clean.Closed} players closed in {clean.Elapsed.TotalSeconds:0.0} s ({settings.CleanConcurrency} at a time)"));
-        checks.Add(new CheckRow("clean step: players whose Goodbye failed", "0", clean.Failed.ToString(CultureInfo.InvariantCulture), clean.Failed == 0));
-        checks.Add(new CheckRow($"clean step: players unfinished after {settings.CleanDeadlineSeconds} s", "0", clean.Unfinished.ToString(CultureInfo.InvariantCulture), clean.Unfinished == 0));
-        if (clean.Failed > 0)
+        var serverDll = RepositoryServerDll();
+        if (!File.Exists(serverDll))
         {
-            found.Add($"clean step: {clean.Failed} players' Goodbye failed (their close reasons show which)");
+            await Console.Error.WriteLineAsync($"load: no --server given, and no GameServer build at {serverDll} to start one: pass --server host:port, or build it (dotnet build GameServer -c Release)");
+            return 2;
         }
 
-        if (clean.Unfinished > 0)
+        var port = FreePort();
+        var metricsPort = FreePort();
+        Directory.CreateDirectory(settings.ReportFolder);
+        serverLog = Path.GetFullPath(Path.Combine(settings.ReportFolder, "server.log"));
+        try
         {
-            found.Add($"clean step: {clean.Unfinished} players had not finished their Goodbye handshake after {settings.CleanDeadlineSeconds} s (not waited on further)");
+            server = await StartServerAsync(serverDll, port, metricsPort, settings.ServerArgs, serverLog);
+        }
+        catch (InvalidOperationException ex)
+        {
+            await Console.Error.WriteLineAsync($"load: {ex.Message}");
+            return 2;
+        }
+
+        settings = settings with { Server = $"127.0.0.1:{port}", Metrics = $"http://127.0.0.1:{metricsPort}/metrics" };
+    }
+
+    _ = LoadSettings.TryParseServer(settings.Server!, out var host, out var targetPort); // validated with the settings
+    GameClientOptions Client(string name) => new()
+    {
+        Host = host, Port = targetPort, PlayerName = name[..Math.Min(name.Length, 32)], Transport = settings.ClientTransport,
+    };
+    var duration = TimeSpan.FromSeconds(settings.DurationSeconds);
+    var ramp = TimeSpan.FromSeconds(Math.Max(1, settings.DurationSeconds / 6));
+
+    if (settings.Copies > LoadSettings.PlayersOneSuiteReads && selected.Contains("play"))
+    {
+        // Said before the run, not discovered after it: the verdict would be the generator's, not the server's.
+        Console.WriteLine(
+            $"load: note: {settings.Copies} players at a {settings.ClientTickMs} ms client tick and the server's room ticks are more than this .NET suite "
+            + $"reads on a small machine (about {LoadSettings.PlayersOneSuiteReads} players at 20 Hz on 2 cores shared with the server: each player reads 20 "
+            + "StateUpdates a second). The run goes on and its verdict says if the generator fell behind; to measure how many players a server holds, "
+            + "use the native client: ./run.sh bench fanout (docs/PERFORMANCE.md).");
+    }
+
+    Console.WriteLine($"load: server {settings.Server}, scenarios {string.Join(", ", selected)}: {settings.Copies} players, churn {settings.ChurnRate}/s, chaos {settings.ChaosRate}/s ({settings.ChaosBotConnections} connections per bot process), resume {settings.ResumeRate}/s, {settings.DurationSeconds} s");
+    using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+    double? baseline = null;
+    Dictionary<string, double>? closedBefore = null;
+    double? resumedBefore = null;
+    double? reliableBefore = null;
+    if (settings.Metrics is { } metrics)
+    {
+        try
+        {
+            baseline = await ReadGaugeAsync(http, metrics, "gameserver_connections_active");
+            closedBefore = await ReadClosedAsync(http, metrics);
+            resumedBefore = await ReadGaugeAsync(http, metrics, "gameserver_sessions_resumed_total");
+            reliableBefore = await ReadGaugeAsync(http, metrics, "gameserver_sessions_reliable_handled_total");
+        }
+        catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or TimeoutException)
+        {
+            // Before any load: the run could not be judged, so it does not start (bad input or an unreachable server).
+            await Console.Error.WriteLineAsync($"load: cannot read --metrics {metrics}: {(ex is TaskCanceledException ? "no answer within 10 s" : ex.Message)}");
+            return 2;
         }
     }
 
-    if (settings.Metrics is not null && baseline is not null)
+    var chaos = new ChaosScenario(Client, botDll ?? string.Empty, settings.ChaosBotConnections);
+    var resume = new ResumeScenario(Client);
+
+    var scenarios = new Dictionary<string, Func<ScenarioProps>>(StringComparer.Ordinal)
     {
-        // Every connection the suite opened must be gone again: no leaked channels on the server.
-        double? active = null;
-        for (var i = 0; i < 100 && active != baseline; i++)
+        ["play"] = () => GameScenarios.Play(
+                Client,
+                settings.RoomSize,
+                TimeSpan.FromMilliseconds(settings.ClientTickMs),
+                [new LoadSimulation.RampingConstant(settings.Copies, ramp), new LoadSimulation.KeepConstant(settings.Copies, duration - ramp)],
+                TimeSpan.FromSeconds(settings.WarmUpSeconds),
+                settings.CleanConcurrency,
+                TimeSpan.FromSeconds(settings.CleanDeadlineSeconds))
+            .WithThresholds(settings.PlayThresholds()),
+        ["churn"] = () => GameScenarios.Churn(Client, [new LoadSimulation.Inject(settings.ChurnRate, TimeSpan.FromSeconds(1), duration)]),
+        ["chaos"] = () => chaos.Create([new LoadSimulation.Inject(settings.ChaosRate, TimeSpan.FromSeconds(1), duration)]),
+        ["resume"] = () => resume.Create([new LoadSimulation.Inject(settings.ResumeRate, TimeSpan.FromSeconds(1), duration)]),
+    };
+
+    var result = await LoadRunner
+        .RegisterScenarios([.. selected.Select(name => scenarios[name]())])
+        .WithReportFolder(settings.ReportFolder)
+        .WithProgressInterval(TimeSpan.FromSeconds(Console.IsOutputRedirected ? 5 : 1))
+        .WithReportingInterval(TimeSpan.FromSeconds(settings.ReportingIntervalSeconds))
+        .WithThresholds(settings.FailRateThreshold())
+        .WithGeneratorLagBound(settings.MaxGeneratorLagMs)
+        .WithAfterRun(CheckAfterRunAsync)
+        .RunAsync(NullLogger.Instance, Console.Out, CancellationToken.None);
+
+    if (server is not null)
+    {
+        server.Kill(entireProcessTree: false); // SIGKILL is not needed: the suite's own connections are already closed
+        await server.WaitForExitAsync();
+    }
+
+    Console.WriteLine($"reports: {Path.GetFullPath(result.ReportFolder)}");
+    if (serverLog is not null)
+    {
+        Console.WriteLine($"server log: {serverLog}");
+    }
+
+    var problems = result.BrokenThresholds;
+    Console.WriteLine(problems.Count == 0 ? "load: all thresholds held" : "load: FAILED\n" + string.Join('\n', problems.Select(p => $"  - {p}")));
+    return problems.Count == 0 ? 0 : 1;
+
+    // After the scenarios' clean steps: the clean step's outcome, leaked connections, and the server's counts against
+    // what the victims predict. What it finds goes into the reports and the verdict.
+    async Task<AfterRun> CheckAfterRunAsync(RunResult run)
+    {
+        var found = new List<string>();
+        var checks = new List<CheckRow>();
+        var reasons = new List<CloseReasonRow>();
+        if (run.AbortedBy is not null)
         {
-            await Task.Delay(200);
-            active = await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
+            Console.WriteLine($"load: the run was stopped early by the threshold {run.AbortedBy}");
         }
 
-        Console.WriteLine($"server active connections: baseline {baseline}, after the run {active}");
-        checks.Add(new CheckRow("server active connections after the run", $"{baseline}", $"{active}", active == baseline));
-        if (active != baseline)
+        if (GameScenarios.PlayClean is { } clean)
         {
-            found.Add($"gameserver_connections_active is {active}, not back to its baseline {baseline}");
-        }
-
-        // Every victim's mode against the reason the server recorded. Play and churn leave with Goodbye only, so any
-        // other reason must come from the chaos victims, exactly as many as were ended that way; client_goodbye adds
-        // the Goodbye handshakes play and churn completed.
-        var closedAfter = await ReadClosedAsync(http, settings.Metrics);
-        Console.WriteLine();
-        Console.WriteLine("| close reason | expected | observed on the server |");
-        Console.WriteLine("|---|---:|---:|");
-        foreach (var reason in closedAfter.Keys.Union(chaos.Expected.Keys).Union(resume.Expected.Keys).Order(StringComparer.Ordinal))
-        {
-            var observed = closedAfter.GetValueOrDefault(reason) - (closedBefore?.GetValueOrDefault(reason) ?? 0);
-            var expected = chaos.Expected.GetValueOrDefault(reason) + resume.Expected.GetValueOrDefault(reason)
-                + (reason == "client_goodbye" ? GameScenarios.Goodbyes : 0);
-            if (expected == 0 && observed == 0)
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"clean step: {clean.Closed} players closed in {clean.Elapsed.TotalSeconds:0.0} s ({settings.CleanConcurrency} at a time)"));
+            checks.Add(new CheckRow("clean step: players whose Goodbye failed", "0", clean.Failed.ToString(CultureInfo.InvariantCulture), clean.Failed == 0));
+            checks.Add(new CheckRow($"clean step: players unfinished after {settings.CleanDeadlineSeconds} s", "0", clean.Unfinished.ToString(CultureInfo.InvariantCulture), clean.Unfinished == 0));
+            if (clean.Failed > 0)
             {
-                continue; // the server exports every reason it knows at 0; only those that happened or were due count
+                found.Add($"clean step: {clean.Failed} players' Goodbye failed (their close reasons show which)");
             }
 
-            Console.WriteLine($"| {reason} | {expected} | {observed} |");
-            reasons.Add(new CloseReasonRow(reason, expected, observed));
-            if (observed != expected)
+            if (clean.Unfinished > 0)
             {
-                found.Add($"close reason {reason}: expected {expected}, the server reports {observed}");
+                found.Add($"clean step: {clean.Unfinished} players had not finished their Goodbye handshake after {settings.CleanDeadlineSeconds} s (not waited on further)");
             }
         }
-    }
 
-    if (settings.Metrics is not null && resumedBefore is not null && selected.Contains("resume"))
+        if (chaos.Unaccounted > 0)
+        {
+            found.Add($"chaos: {chaos.Unaccounted} victim connections were cut short by the run's stop or ended after the tally was taken: the server's close reasons include closes the comparison cannot predict");
+        }
+
+        if (settings.Metrics is not null && baseline is not null)
+        {
+            // Every connection the suite opened must be gone again: no leaked channels on the server.
+            double? active = null;
+            for (var i = 0; i < 100 && active != baseline; i++)
+            {
+                await Task.Delay(200);
+                active = await ReadGaugeAsync(http, settings.Metrics, "gameserver_connections_active");
+            }
+
+            Console.WriteLine($"server active connections: baseline {baseline}, after the run {active}");
+            checks.Add(new CheckRow("server active connections after the run", $"{baseline}", $"{active}", active == baseline));
+            if (active != baseline)
+            {
+                found.Add($"gameserver_connections_active is {active}, not back to its baseline {baseline}");
+            }
+
+            // Every victim's mode against the reason the server recorded. Play and churn leave with Goodbye only, so any
+            // other reason must come from the chaos victims, exactly as many as were ended that way; client_goodbye adds
+            // the Goodbye handshakes play and churn completed.
+            var closedAfter = await ReadClosedAsync(http, settings.Metrics);
+            Console.WriteLine();
+            Console.WriteLine("| close reason | expected | observed on the server |");
+            Console.WriteLine("|---|---:|---:|");
+            foreach (var reason in closedAfter.Keys.Union(chaos.Expected.Keys).Union(resume.Expected.Keys).Order(StringComparer.Ordinal))
+            {
+                var observed = closedAfter.GetValueOrDefault(reason) - (closedBefore?.GetValueOrDefault(reason) ?? 0);
+                var expected = chaos.Expected.GetValueOrDefault(reason) + resume.Expected.GetValueOrDefault(reason)
+                    + (reason == "client_goodbye" ? GameScenarios.Goodbyes : 0);
+                if (expected == 0 && observed == 0)
+                {
+                    continue; // the server exports every reason it knows at 0; only those that happened or were due count
+                }
+
+                Console.WriteLine($"| {reason} | {expected} | {observed} |");
+                reasons.Add(new CloseReasonRow(reason, expected, observed));
+                if (observed != expected)
+                {
+                    found.Add($"close reason {reason}: expected {expected}, the server reports {observed}");
+                }
+            }
+        }
+
+        if (settings.Metrics is not null && resumedBefore is not null && selected.Contains("resume"))
+        {
+            // The resume victims' own checks cover what they received; the server's counts cover what it handled: every
+            // resume it made, and every reliable message once (a Move applied twice or lost would show here).
+            var resumedObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total") - resumedBefore;
+            var reliableObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total") - reliableBefore;
+            Console.WriteLine();
+            Console.WriteLine("| resume check | expected | observed on the server |");
+            Console.WriteLine("|---|---:|---:|");
+            Console.WriteLine($"| sessions resumed | {resume.Resumes} | {resumedObserved} |");
+            Console.WriteLine($"| reliable messages handled | {resume.ReliableSent} | {reliableObserved} |");
+            checks.Add(new CheckRow("sessions resumed", $"{resume.Resumes}", $"{resumedObserved}", resumedObserved == resume.Resumes));
+            checks.Add(new CheckRow("reliable messages handled", $"{resume.ReliableSent}", $"{reliableObserved}", reliableObserved == resume.ReliableSent));
+            if (resumedObserved != resume.Resumes)
+            {
+                found.Add($"sessions resumed: the victims saw {resume.Resumes}, the server reports {resumedObserved}");
+            }
+
+            if (reliableObserved != resume.ReliableSent)
+            {
+                found.Add($"reliable messages: the victims sent {resume.ReliableSent}, the server handled {reliableObserved}");
+            }
+        }
+
+        return new AfterRun(reasons, checks, found);
+    }
+}
+catch (Exception ex) when (ex is not OutOfMemoryException)
+{
+    // Not an expected failure (those are answered above with one line): the run failed, with the whole story.
+    await Console.Error.WriteLineAsync($"load: FAILED: the suite itself failed: {ex}");
+    return 1;
+}
+finally
+{
+    if (server is { HasExited: false })
     {
-        // The resume victims' own checks cover what they received; the server's counts cover what it handled: every
-        // resume it made, and every reliable message once (a Move applied twice or lost would show here).
-        var resumedObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_resumed_total") - resumedBefore;
-        var reliableObserved = await ReadGaugeAsync(http, settings.Metrics, "gameserver_sessions_reliable_handled_total") - reliableBefore;
-        Console.WriteLine();
-        Console.WriteLine("| resume check | expected | observed on the server |");
-        Console.WriteLine("|---|---:|---:|");
-        Console.WriteLine($"| sessions resumed | {resume.Resumes} | {resumedObserved} |");
-        Console.WriteLine($"| reliable messages handled | {resume.ReliableSent} | {reliableObserved} |");
-        checks.Add(new CheckRow("sessions resumed", $"{resume.Resumes}", $"{resumedObserved}", resumedObserved == resume.Resumes));
-        checks.Add(new CheckRow("reliable messages handled", $"{resume.ReliableSent}", $"{reliableObserved}", reliableObserved == resume.ReliableSent));
-        if (resumedObserved != resume.Resumes)
-        {
-            found.Add($"sessions resumed: the victims saw {resume.Resumes}, the server reports {resumedObserved}");
-        }
-
-        if (reliableObserved != resume.ReliableSent)
-        {
-            found.Add($"reliable messages: the victims sent {resume.ReliableSent}, the server handled {reliableObserved}");
-        }
+        server.Kill(entireProcessTree: false);
+        await server.WaitForExitAsync();
     }
-
-    return new AfterRun(reasons, checks, found);
 }
 
 // Without --server the suite starts the repository's own GameServer build (./run.sh load); a publish folder used
@@ -244,7 +293,7 @@ static int FreePort()
     return ((IPEndPoint)listener.LocalEndpoint).Port;
 }
 
-static Process StartServer(string dll, int port, int metricsPort, IReadOnlyList<string> extra, string logFile)
+static async Task<Process> StartServerAsync(string dll, int port, int metricsPort, IReadOnlyList<string> extra, string logFile)
 {
     var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
     info.ArgumentList.Add(Path.GetFullPath(dll));
@@ -290,13 +339,23 @@ static Process StartServer(string dll, int port, int metricsPort, IReadOnlyList<
     process.BeginErrorReadLine();
 
     // Waiting for the log line, not probing the port: a probe connection would itself be counted as a close
-    // (peer_closed) and spoil the comparison of close reasons.
-    if (!ready.Task.Wait(TimeSpan.FromSeconds(60)))
+    // (peer_closed) and spoil the comparison of close reasons. A server that exits first (a bad --Server:… value) is
+    // said at once, not after the whole minute.
+    var exited = process.WaitForExitAsync();
+    var first = await Task.WhenAny(ready.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
+    if (first == ready.Task)
     {
-        throw new InvalidOperationException("the server did not start listening within 60 s");
+        return process;
     }
 
-    return process;
+    if (first == exited)
+    {
+        throw new InvalidOperationException($"the server exited with code {process.ExitCode} before it listened (its log: {logFile})");
+    }
+
+    process.Kill(entireProcessTree: false);
+    await process.WaitForExitAsync();
+    throw new InvalidOperationException($"the server did not start listening within 60 s (its log: {logFile})");
 }
 
 static async Task<Dictionary<string, double>> ReadClosedAsync(HttpClient http, string url)

@@ -28,12 +28,17 @@ public static class HtmlReport
         html.AppendLine("body{font-family:system-ui,sans-serif;margin:24px 32px;color:#222}h1{margin:0 0 4px}h2{margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}h3{margin:18px 0 6px}");
         html.AppendLine("table{border-collapse:collapse;font-size:13px;margin:6px 0}td,th{border:1px solid #ccc;padding:3px 7px;text-align:right}th{background:#f3f3f3}");
         html.AppendLine("td.l,th.l{text-align:left}.verdict{display:inline-block;padding:4px 12px;border-radius:4px;color:#fff;font-weight:bold}.pass{background:" + Ok + "}.fail{background:" + Bad + "}");
-        html.AppendLine(".bad{color:" + Bad + ";font-weight:bold}.good{color:" + Ok + "}.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}svg.chart{background:#fff;border:1px solid #ddd}.muted{color:#666;font-size:13px}");
+        html.AppendLine(".bad{color:" + Bad + ";font-weight:bold}.good{color:" + Ok + "}.charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}svg.chart{background:#fff;border:1px solid #ddd}.muted{color:#666;font-size:13px}.warn{color:#9a6700}");
         html.AppendLine("</style></head><body>");
         html.AppendLine(string.Create(CultureInfo.InvariantCulture, $"<h1>Load report</h1><p class=\"muted\">Started {result.StartedUtc:yyyy-MM-dd HH:mm:ss} UTC, ran {result.Elapsed.TotalSeconds:0.0} s. Latencies in milliseconds.</p>"));
         html.AppendLine(result.Passed
             ? "<p><span class=\"verdict pass\">PASSED</span> every threshold held and every check matched.</p>"
             : "<p><span class=\"verdict fail\">FAILED</span></p><ul>" + string.Concat(result.BrokenThresholds.Select(f => $"<li class=\"bad\">{E(f)}</li>")) + "</ul>");
+        foreach (var warning in result.Warnings)
+        {
+            html.AppendLine($"<p class=\"warn\">Warning: {E(warning)}</p>");
+        }
+
         if (result.AbortedBy is not null)
         {
             html.AppendLine($"<p class=\"bad\">Stopped early by the threshold {E(result.AbortedBy)}.</p>");
@@ -261,9 +266,9 @@ public static class HtmlReport
             var y = Top + (groupGap / 2) + (i * ((2 * bar) + groupGap));
             var observedColour = r.Matches ? Ok : Bad;
             svg.Append(string.Create(CultureInfo.InvariantCulture, $"<text x=\"{labelWidth - 8}\" y=\"{y + bar + 4}\" font-size=\"12\" text-anchor=\"end\">{E(r.Reason)}</text>"));
-            svg.Append(string.Create(CultureInfo.InvariantCulture, $"<rect class=\"expected\" data-reason=\"{E(r.Reason)}\" x=\"{labelWidth}\" y=\"{y}\" width=\"{X(r.Expected) - labelWidth:0.#}\" height=\"{bar - 1}\" fill=\"{Expected}\"/>"));
+            svg.Append(string.Create(CultureInfo.InvariantCulture, $"<rect class=\"expected\" data-reason=\"{E(r.Reason)}\" x=\"{labelWidth}\" y=\"{y}\" width=\"{Math.Max(0, X(r.Expected) - labelWidth):0.#}\" height=\"{bar - 1}\" fill=\"{Expected}\"/>"));
             svg.Append(string.Create(CultureInfo.InvariantCulture, $"<text x=\"{X(r.Expected) + 4:0.#}\" y=\"{y + bar - 3}\" font-size=\"11\" fill=\"#444\">{r.Expected}</text>"));
-            svg.Append(string.Create(CultureInfo.InvariantCulture, $"<rect class=\"observed\" data-reason=\"{E(r.Reason)}\" x=\"{labelWidth}\" y=\"{y + bar}\" width=\"{X(r.Observed) - labelWidth:0.#}\" height=\"{bar - 1}\" fill=\"{observedColour}\"/>"));
+            svg.Append(string.Create(CultureInfo.InvariantCulture, $"<rect class=\"observed\" data-reason=\"{E(r.Reason)}\" x=\"{labelWidth}\" y=\"{y + bar}\" width=\"{Math.Max(0, X(r.Observed) - labelWidth):0.#}\" height=\"{bar - 1}\" fill=\"{observedColour}\"/>"));
             svg.Append(string.Create(CultureInfo.InvariantCulture, $"<text x=\"{X(r.Observed) + 4:0.#}\" y=\"{y + (2 * bar) - 3}\" font-size=\"11\" fill=\"{(r.Matches ? "#444" : Bad)}\">{r.Observed}{(r.Matches ? string.Empty : " ✗")}</text>"));
         }
 

@@ -12,6 +12,7 @@ namespace LoadTests.Harness;
 /// </summary>
 public sealed class LoadRunner
 {
+    private static readonly object FolderGate = new();
     private readonly List<ScenarioProps> scenarios = [];
     private readonly List<Threshold> everyScenario = [];
     private string reportFolder = "load-reports";
@@ -19,6 +20,7 @@ public sealed class LoadRunner
     private TimeSpan reportingInterval = TimeSpan.FromSeconds(10);
     private double maxGeneratorLagMs = 50;
     private Func<RunResult, Task<AfterRun>>? afterRun;
+    private TimeSpan stopLimit = ScenarioRunner.DefaultStopLimit;
 
     public static LoadRunner RegisterScenarios(params ScenarioProps[] props)
     {
@@ -81,15 +83,26 @@ public sealed class LoadRunner
     {
         var startedUtc = DateTimeOffset.UtcNow;
         var startedAt = Stopwatch.GetTimestamp();
-        var runners = scenarios.Select(s => new ScenarioRunner(s with { Thresholds = [.. s.Thresholds, .. everyScenario] }, logger)).ToList();
+        var runners = scenarios.Select(s => new ScenarioRunner(s with { Thresholds = [.. s.Thresholds, .. everyScenario] }, logger, stopLimit)).ToList();
         var checks = runners.SelectMany(r => r.Thresholds.Select(t => new ThresholdCheck(r, t))).ToList();
+        var problems = new List<string>();
         using var abort = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         GeneratorLoad generator;
         await using (var probe = new GeneratorProbe())
         {
             var all = Task.WhenAll(runners.Select(r => r.RunAsync(abort.Token)));
-            await Task.WhenAll(Progress.For(output, progressInterval).RunAsync(runners, all), WatchThresholdsAsync(checks, all, abort));
-            await all;
+            try
+            {
+                await Task.WhenAll(Progress.For(output, progressInterval).RunAsync(runners, all), WatchThresholdsAsync(runners, checks, all, abort));
+                await all;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // The harness's own failure: whatever was measured until then is still reported, with this as a problem.
+                await all.ContinueWith(_ => { }, TaskScheduler.Default);
+                problems.Add($"the run failed: {ex.GetType().Name}: {ex.Message}");
+            }
+
             generator = probe.Snapshot();
         }
 
@@ -100,7 +113,9 @@ public sealed class LoadRunner
 
         var stats = runners.SelectMany(r => r.Snapshot()).ToList();
         var thresholds = checks.Select(c => c.Result()).ToList();
-        var problems = thresholds.Where(t => !t.Passed).Select(Describe).ToList();
+        problems.InsertRange(0, thresholds.Where(t => !t.Passed).Select(Describe));
+        problems.AddRange(runners.SelectMany(r => r.Problems));
+        var warnings = thresholds.Where(t => t.NoData).Select(NoDataWarning).ToList();
         if (generator.LagP99Ms > maxGeneratorLagMs)
         {
             // Its threads ran late, so every latency it measured includes its own delay: the run says nothing about the server.
@@ -110,9 +125,10 @@ public sealed class LoadRunner
         }
 
         var abortedBy = checks.FirstOrDefault(c => c.Aborted);
-        var folder = Path.Combine(reportFolder, startedUtc.UtcDateTime.ToString("yyyyMMdd-HHmmss", CultureInfo.InvariantCulture));
+        var folder = NewFolder(startedUtc);
         var result = new RunResult(stats, problems, folder, generator)
         {
+            Warnings = warnings,
             Thresholds = thresholds,
             Timelines = runners.SelectMany(r => r.Timelines()).ToList(),
             StartedUtc = startedUtc,
@@ -120,9 +136,20 @@ public sealed class LoadRunner
             AbortedBy = abortedBy is null ? null : $"{abortedBy.Runner.Name}/{abortedBy.Threshold.CheckedStep}: {abortedBy.Threshold.Description}",
         };
         await output.WriteLineAsync();
-        await output.WriteLineAsync(Markdown(stats, problems, generator));
+        await output.WriteLineAsync(Markdown(stats, problems, generator, warnings));
 
-        var after = afterRun is null ? new AfterRun([], [], []) : await afterRun(result);
+        AfterRun after;
+        try
+        {
+            after = afterRun is null ? new AfterRun([], [], []) : await afterRun(result);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // E.g. the server's metrics endpoint gone: the run cannot be judged on them, so it fails saying why, and
+            // the statistics measured so far still go into the reports.
+            after = new AfterRun([], [], [$"after-run checks failed: {ex.GetType().Name}: {ex.Message}"]);
+        }
+
         result = result with
         {
             BrokenThresholds = [.. problems, .. after.Problems],
@@ -134,16 +161,55 @@ public sealed class LoadRunner
         return result;
     }
 
+    /// <summary>How long stopping copies or draining invocations may take (default 30 s) before the run goes on without them.</summary>
+    public LoadRunner WithStopLimit(TimeSpan limit)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(limit, TimeSpan.Zero);
+        stopLimit = limit;
+        return this;
+    }
+
+    /// <summary>
+    /// The run's report folder: its UTC start, this process's id (several suite processes loading one server start
+    /// in the same second), and a count if that is still taken.
+    /// </summary>
+    private string NewFolder(DateTimeOffset startedUtc)
+    {
+        var name = string.Create(CultureInfo.InvariantCulture, $"{startedUtc.UtcDateTime:yyyyMMdd-HHmmss}-{Environment.ProcessId}");
+        lock (FolderGate)
+        {
+            // Taken and made under one lock: two runs of this process that end together must not both pick the first free name.
+            var folder = Path.Combine(reportFolder, name);
+            for (var n = 2; Directory.Exists(folder); n++)
+            {
+                folder = Path.Combine(reportFolder, string.Create(CultureInfo.InvariantCulture, $"{name}-{n}"));
+            }
+
+            Directory.CreateDirectory(folder);
+            return folder;
+        }
+    }
+
     private static string Describe(ThresholdResult t)
     {
         var where = $"{t.Scenario}/{t.Step}: {t.Description}";
+        var threw = t.ExceptionMessage is null ? string.Empty : $" (its predicate threw: {t.ExceptionMessage})";
         return t.AbortedRun
-            ? string.Create(CultureInfo.InvariantCulture, $"{where} (broken at {t.FailedChecks} checks, the first at {t.FirstFailedAtSeconds:0.#} s: the run was stopped early)")
-            : where;
+            ? string.Create(CultureInfo.InvariantCulture, $"{where}{threw} (broken at {t.AbortWhenErrorCount} checks, the first at {t.FirstFailedAtSeconds:0.#} s: the run was stopped early)")
+            : where + threw;
     }
 
-    /// <summary>Checks every threshold at each reporting interval until the run ends; stops the run at an abort count.</summary>
-    private async Task WatchThresholdsAsync(IReadOnlyList<ThresholdCheck> checks, Task done, CancellationTokenSource abort)
+    /// <summary>A threshold that judged nothing: said, not failed (see <see cref="ThresholdResult.NoData"/>).</summary>
+    internal static string NoDataWarning(ThresholdResult t) =>
+        $"{t.Scenario}/{t.Step}: {t.Description}: no data: the step recorded nothing in the measured run, so this threshold judged nothing "
+        + "(e.g. connect when every player connected during the warm-up, or a scenario that ran no invocation)";
+
+    /// <summary>
+    /// Checks every threshold at each reporting interval until the run ends; stops the run at an abort count. A
+    /// scenario whose measured run is over is not checked again (its drain and clean step are not load, and its frozen
+    /// statistics would only add checks to the count) until the end-of-run check.
+    /// </summary>
+    private async Task WatchThresholdsAsync(IReadOnlyList<ScenarioRunner> runners, IReadOnlyList<ThresholdCheck> checks, Task done, CancellationTokenSource abort)
     {
         if (checks.Count == 0)
         {
@@ -151,7 +217,7 @@ public sealed class LoadRunner
         }
 
         using var timer = new PeriodicTimer(reportingInterval);
-        while (!done.IsCompleted)
+        while (!done.IsCompleted && !runners.All(r => r.RecordingEnded))
         {
             var tick = timer.WaitForNextTickAsync(CancellationToken.None).AsTask();
             if (await Task.WhenAny(done, tick) == done)
@@ -161,6 +227,11 @@ public sealed class LoadRunner
 
             foreach (var check in checks)
             {
+                if (check.Runner.RecordingEnded)
+                {
+                    continue;
+                }
+
                 if (check.Check(final: false))
                 {
                     // The run is stopping: what it does on the way (stopping copies, clean steps) is not judged again
@@ -172,7 +243,7 @@ public sealed class LoadRunner
         }
     }
 
-    public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures, GeneratorLoad? generator = null)
+    public static string Markdown(IReadOnlyList<StepSnapshot> stats, IReadOnlyList<string> failures, GeneratorLoad? generator = null, IReadOnlyList<string>? warnings = null)
     {
         var text = new StringBuilder();
         text.AppendLine("| scenario | step | ok | fail | fail % | rps | min | mean | p50 | p75 | p95 | p99 | p99.9 | max | stddev | bytes | status codes |");
@@ -191,6 +262,11 @@ public sealed class LoadRunner
             text.AppendLine(ReportWriter.GeneratorLine(generator));
         }
 
+        foreach (var warning in warnings ?? [])
+        {
+            text.AppendLine($"Warning: {warning}");
+        }
+
         text.AppendLine(failures.Count == 0 ? "All thresholds held." : "Thresholds broken:\n" + string.Join('\n', failures.Select(f => $"- {f}")));
         return text.ToString();
     }
@@ -203,6 +279,7 @@ public sealed class LoadRunner
         private int failed;
         private double? firstFailedAt;
         private bool? heldAtEnd;
+        private string? exceptionMessage;
 
         public ScenarioRunner Runner => runner;
 
@@ -225,10 +302,24 @@ public sealed class LoadRunner
                 return false; // nothing recorded for it yet: nothing to judge
             }
 
-            var holds = threshold.Predicate(stats);
+            bool holds;
+            string? threw = null;
+            try
+            {
+                holds = threshold.Predicate(stats);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // NBomber counts it as a broken check and keeps the message (ThresholdResult.ExceptionMsg): a bound that
+                // cannot be evaluated has not held, and the run must not lose its reports to it.
+                holds = false;
+                threw = $"{ex.GetType().Name}: {ex.Message}";
+            }
+
             lock (gate)
             {
                 checks++;
+                exceptionMessage ??= threw;
                 if (final)
                 {
                     heldAtEnd = holds;
@@ -256,7 +347,7 @@ public sealed class LoadRunner
             lock (gate)
             {
                 return new ThresholdResult(
-                    runner.Name, threshold.CheckedStep, threshold.Description, checks, failed, firstFailedAt, heldAtEnd, Aborted, threshold.AbortWhenErrorCount);
+                    runner.Name, threshold.CheckedStep, threshold.Description, checks, failed, firstFailedAt, heldAtEnd, Aborted, threshold.AbortWhenErrorCount, exceptionMessage);
             }
         }
     }
@@ -269,6 +360,9 @@ public sealed class LoadRunner
 public sealed record RunResult(IReadOnlyList<StepSnapshot> Stats, IReadOnlyList<string> BrokenThresholds, string ReportFolder, GeneratorLoad Generator)
 {
     public IReadOnlyList<ThresholdResult> Thresholds { get; init; } = [];
+
+    /// <summary>What every report says without failing the run: thresholds that had no data to judge.</summary>
+    public IReadOnlyList<string> Warnings { get; init; } = [];
 
     public IReadOnlyList<StepTimeline> Timelines { get; init; } = [];
 

@@ -43,12 +43,12 @@ public static class ReportWriter
 
     internal static string ThresholdState(ThresholdResult t) =>
         t.AbortedRun ? "ABORTED the run"
-        : t.HeldAtEnd is null ? "no data"
+        : t.HeldAtEnd is null ? "no data (judged nothing)"
         : t.Passed ? "held" : "BROKEN";
 
     internal static string ChecksText(ThresholdResult t) => string.Create(
         CultureInfo.InvariantCulture,
-        $"{t.FailedChecks} of {t.Checks} checks broken{(t.FirstFailedAtSeconds is { } first ? $" (first at {first:0.#} s)" : string.Empty)}{(t.AbortWhenErrorCount is { } n ? $", aborts at {n}" : string.Empty)}");
+        $"{t.FailedChecks} of {t.Checks} checks broken{(t.FirstFailedAtSeconds is { } first ? $" (first at {first:0.#} s)" : string.Empty)}{(t.AbortWhenErrorCount is { } n ? $", aborts at {n}" : string.Empty)}{(t.ExceptionMessage is { } threw ? $"; its predicate threw: {threw}" : string.Empty)}");
 
     public static string Markdown(RunResult result)
     {
@@ -57,7 +57,7 @@ public static class ReportWriter
         text.AppendLine();
         text.AppendLine(string.Create(CultureInfo.InvariantCulture, $"Ran {result.Elapsed.TotalSeconds:0.0} s{(result.AbortedBy is null ? string.Empty : $", stopped early by the threshold {result.AbortedBy}")}."));
         text.AppendLine();
-        text.Append(LoadRunner.Markdown(result.Stats, result.BrokenThresholds, result.Generator));
+        text.Append(LoadRunner.Markdown(result.Stats, result.BrokenThresholds, result.Generator, result.Warnings));
         if (result.Thresholds.Count > 0)
         {
             text.AppendLine();
@@ -141,6 +141,12 @@ public static class ReportWriter
 
         text.AppendLine();
         text.AppendLine(GeneratorLine(result.Generator));
+        foreach (var warning in result.Warnings)
+        {
+            text.AppendLine();
+            text.AppendLine($"Warning: {warning}");
+        }
+
         text.AppendLine();
         text.AppendLine(result.Passed ? "All thresholds held and every check matched." : "Problems:");
         foreach (var problem in result.BrokenThresholds)
@@ -161,10 +167,13 @@ public static class ReportWriter
             verdict = Verdict(result),
             abortedBy = result.AbortedBy,
             problems = result.BrokenThresholds,
-            scenarios = result.Stats.GroupBy(s => s.Scenario, StringComparer.Ordinal).Select(g => new
+            warnings = result.Warnings,
+
+            // Every scenario with statistics or thresholds: one that recorded nothing still shows its thresholds.
+            scenarios = result.Stats.Select(s => s.Scenario).Concat(result.Thresholds.Select(t => t.Scenario)).Distinct(StringComparer.Ordinal).Select(name => new
             {
-                name = g.Key,
-                steps = g.Select(s => new
+                name,
+                steps = result.Stats.Where(s => s.Scenario == name).Select(s => new
                 {
                     name = s.Step,
                     ok = s.Ok,
@@ -175,7 +184,7 @@ public static class ReportWriter
                     bytes = s.Bytes,
                     statusCodes = s.StatusCodes,
                 }),
-                thresholds = result.Thresholds.Where(t => t.Scenario == g.Key).Select(t => new
+                thresholds = result.Thresholds.Where(t => t.Scenario == name).Select(t => new
                 {
                     step = t.Step,
                     description = t.Description,
@@ -186,6 +195,8 @@ public static class ReportWriter
                     firstFailedAtSeconds = t.FirstFailedAtSeconds,
                     abortWhenErrorCount = t.AbortWhenErrorCount,
                     abortedRun = t.AbortedRun,
+                    noData = t.NoData,
+                    exceptionMessage = t.ExceptionMessage,
                 }),
             }),
             closeReasons = result.CloseReasons.Select(r => new { reason = r.Reason, expected = r.Expected, observed = r.Observed, matches = r.Matches }),

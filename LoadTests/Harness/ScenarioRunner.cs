@@ -16,22 +16,35 @@ public sealed class ScenarioRunner
     public const string InvocationStep = "global";
     private static readonly TimeSpan ControlTick = TimeSpan.FromMilliseconds(10);
 
+    /// <summary>How long stopping copies, or draining open-model invocations, may take before the run goes on without them.</summary>
+    public static readonly TimeSpan DefaultStopLimit = TimeSpan.FromSeconds(30);
+
     private readonly ScenarioProps props;
     private readonly ILogger logger;
     private readonly ConcurrentDictionary<string, StepStats> steps = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<int, Dictionary<string, object>> instanceData = new();
-    private readonly List<(CancellationTokenSource Stop, Task Loop)> copies = [];
+    private readonly List<(CancellationTokenSource Stop, Task Loop, int Instance)> copies = [];
+
+    // The instance number each copy position had when it last ran, so a copy that comes back after the warm-up or a
+    // ramp-down is the same copy (its ScenarioInstanceData and its ClientPool slot); -1: take a fresh number.
+    private readonly List<int> positionNumbers = [];
     private readonly ConcurrentDictionary<Task, byte> inFlight = new();
+    private readonly ConcurrentQueue<string> problems = new();
+    private readonly TimeSpan stopLimit;
     private volatile bool recording;
     private long started;
     private long recordingStarted;
     private long recordingEnded;
-    private int nextInstance;
 
-    public ScenarioRunner(ScenarioProps props, ILogger logger)
+    // One counter for closed copies and open-model invocations alike: numbers never collide in a scenario mixing both
+    // models (two at once on one number would share a ScenarioInstanceData dictionary and a ClientPool slot).
+    private int nextInstance = -1;
+
+    public ScenarioRunner(ScenarioProps props, ILogger logger, TimeSpan? stopLimit = null)
     {
         this.props = props;
         this.logger = logger;
+        this.stopLimit = stopLimit ?? DefaultStopLimit;
     }
 
     public string Name => props.Name;
@@ -49,7 +62,16 @@ public sealed class ScenarioRunner
     public IReadOnlyList<Threshold> Thresholds => props.Thresholds;
 
     /// <summary>Time since the measured run began (after the warm-up); null before it has.</summary>
-    public TimeSpan? MeasuredElapsed => recordingStarted == 0 ? null : Stopwatch.GetElapsedTime(recordingStarted);
+    public TimeSpan? MeasuredElapsed => Volatile.Read(ref recordingStarted) is var start && start == 0 ? null : Stopwatch.GetElapsedTime(start);
+
+    /// <summary>
+    /// The measured load simulations are over (or were stopped): what follows (draining, the clean step) is not load,
+    /// so the thresholds are not checked on it again until the end-of-run check.
+    /// </summary>
+    public bool RecordingEnded => Volatile.Read(ref recordingEnded) != 0;
+
+    /// <summary>What went wrong in the harness itself (a clean step that threw, copies that did not stop): each fails the run.</summary>
+    public IReadOnlyList<string> Problems => [.. problems];
 
     /// <summary>Seconds from this scenario's start (before its warm-up) to its measured run's start, for the charts' time axis.</summary>
     public double MeasuredStartSecond => recordingStarted == 0 ? 0 : Stopwatch.GetElapsedTime(started, recordingStarted).TotalSeconds;
@@ -68,7 +90,17 @@ public sealed class ScenarioRunner
     {
         if (props.Init is not null)
         {
-            await props.Init(logger);
+            try
+            {
+                await props.Init(logger);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                // A scenario that could not start is a failed run with its reason, not an exception that loses the
+                // other scenarios' reports.
+                problems.Enqueue($"{Name}: its init step failed ({ex.GetType().Name}: {ex.Message}); the scenario did not run");
+                return;
+            }
         }
 
         started = Stopwatch.GetTimestamp();
@@ -84,19 +116,22 @@ public sealed class ScenarioRunner
                 await DrainInFlightAsync();
             }
 
+            // The start first, then the switch: a Record that sees recording on must see its start too, or it would
+            // compute its second from timestamp 0 (the machine's uptime) and grow a timeline that long.
+            Volatile.Write(ref recordingStarted, Stopwatch.GetTimestamp());
             recording = true;
-            recordingStarted = Stopwatch.GetTimestamp();
             await RunSimulationsAsync(props.Simulations, cancellationToken);
-            recordingEnded = Stopwatch.GetTimestamp();
+            Volatile.Write(ref recordingEnded, Stopwatch.GetTimestamp());
         }
         finally
         {
+            if (Volatile.Read(ref recordingStarted) != 0 && Volatile.Read(ref recordingEnded) == 0)
+            {
+                Volatile.Write(ref recordingEnded, Stopwatch.GetTimestamp());
+            }
+
             await SetCopiesAsync(0);
             await DrainInFlightAsync();
-            if (recordingStarted != 0 && recordingEnded == 0)
-            {
-                recordingEnded = Stopwatch.GetTimestamp();
-            }
 
             // Invocations that started in the measured run are counted when they finish, even after it; what the
             // clean step causes (a player's StateUpdates read while it says Goodbye) is not.
@@ -104,7 +139,15 @@ public sealed class ScenarioRunner
 
             if (props.Clean is not null)
             {
-                await props.Clean(logger);
+                try
+                {
+                    await props.Clean(logger);
+                }
+                catch (Exception ex) when (ex is not OutOfMemoryException)
+                {
+                    // Counted, not thrown: the other scenarios' clean steps, the after-run checks and the reports still run.
+                    problems.Enqueue($"{Name}: its clean step failed ({ex.GetType().Name}: {ex.Message})");
+                }
             }
         }
     }
@@ -151,8 +194,27 @@ public sealed class ScenarioRunner
         }
     }
 
-    private Task DrainInFlightAsync() =>
-        Task.WhenAll(inFlight.Keys).WaitAsync(TimeSpan.FromSeconds(30), CancellationToken.None).ContinueWith(_ => { }, TaskScheduler.Default);
+    private async Task DrainInFlightAsync()
+    {
+        var pending = inFlight.Keys.ToList();
+        if (!await WithinAsync(Task.WhenAll(pending), stopLimit))
+        {
+            // Not waited on further: the run must end. What they do later is not in the statistics, and the scenario's
+            // own after-run bookkeeping (e.g. chaos's close-reason tally) must not count on them having finished.
+            problems.Enqueue(string.Create(
+                System.Globalization.CultureInfo.InvariantCulture,
+                $"{Name}: {pending.Count(t => !t.IsCompleted)} invocations were still running {stopLimit.TotalSeconds:0.#} s after the load stopped (not waited on further)"));
+        }
+    }
+
+    /// <summary>Whether <paramref name="task"/> completed (in whatever way) within <paramref name="limit"/>.</summary>
+    private static async Task<bool> WithinAsync(Task task, TimeSpan limit)
+    {
+        using var timeout = new CancellationTokenSource();
+        var first = await Task.WhenAny(task, Task.Delay(limit, timeout.Token));
+        await timeout.CancelAsync();
+        return first == task;
+    }
 
     private static double LoadOf(LoadSimulation simulation) => simulation switch
     {
@@ -225,8 +287,10 @@ public sealed class ScenarioRunner
 
     private void StartOpenInvocation(long dueAt, CancellationToken cancellationToken)
     {
+        // An open-model invocation is a copy of its own: a number of its own and a ScenarioInstanceData that is
+        // dropped when it ends (kept, one per invocation, they would grow for as long as the run lasts).
         var instance = Interlocked.Increment(ref nextInstance);
-        var task = InvokeAsync(instance, 1, dueAt, cancellationToken);
+        var task = InvokeAsync(instance, 1, dueAt, [], cancellationToken);
         inFlight[task] = 0;
         _ = task.ContinueWith(t => inFlight.TryRemove(t, out _), TaskScheduler.Default);
     }
@@ -236,8 +300,20 @@ public sealed class ScenarioRunner
         while (copies.Count < target)
         {
             var stop = new CancellationTokenSource();
-            var number = copies.Count;
-            copies.Add((stop, Task.Run(() => CopyLoopAsync(number, stop.Token))));
+            var position = copies.Count;
+            if (positionNumbers.Count <= position)
+            {
+                positionNumbers.Add(-1);
+            }
+
+            if (positionNumbers[position] < 0)
+            {
+                positionNumbers[position] = Interlocked.Increment(ref nextInstance);
+            }
+
+            var number = positionNumbers[position];
+            var data = instanceData.GetOrAdd(number, _ => []);
+            copies.Add((stop, Task.Run(() => CopyLoopAsync(number, data, stop.Token)), number));
         }
 
         if (copies.Count > target)
@@ -246,31 +322,52 @@ public sealed class ScenarioRunner
             // invocations added up.
             var stopping = copies[target..];
             copies.RemoveRange(target, copies.Count - target);
-            foreach (var (stop, _) in stopping)
+            foreach (var (stop, _, _) in stopping)
             {
                 await stop.CancelAsync();
             }
 
-            await Task.WhenAll(stopping.Select(c => c.Loop));
-            foreach (var (stop, _) in stopping)
+            // Bounded: an invocation that ignores its cancellation token (or a write to a wedged server that never
+            // completes) must not hang the run; such copies are reported and left behind.
+            if (!await WithinAsync(Task.WhenAll(stopping.Select(c => c.Loop)), stopLimit))
             {
-                stop.Dispose();
+                var stuck = stopping.Where(c => !c.Loop.IsCompleted).ToList();
+                problems.Enqueue(string.Create(
+                    System.Globalization.CultureInfo.InvariantCulture,
+                    $"{Name}: {stuck.Count} copies had not stopped {stopLimit.TotalSeconds:0.#} s after being told to (not waited on further)"));
+                foreach (var copy in stuck)
+                {
+                    // Its number stays with the straggler: a copy started at that position later takes a fresh one,
+                    // so the two never share a ScenarioInstanceData or a ClientPool slot.
+                    var position = positionNumbers.IndexOf(copy.Instance);
+                    if (position >= 0)
+                    {
+                        positionNumbers[position] = -1;
+                    }
+                }
+            }
+
+            foreach (var (stop, loop, _) in stopping)
+            {
+                if (loop.IsCompleted)
+                {
+                    stop.Dispose(); // a straggler may still read its token
+                }
             }
         }
     }
 
-    private async Task CopyLoopAsync(int instance, CancellationToken stop)
+    private async Task CopyLoopAsync(int instance, Dictionary<string, object> data, CancellationToken stop)
     {
         for (long invocation = 1; !stop.IsCancellationRequested; invocation++)
         {
-            await InvokeAsync(instance, invocation, Stopwatch.GetTimestamp(), stop);
+            await InvokeAsync(instance, invocation, Stopwatch.GetTimestamp(), data, stop);
         }
     }
 
-    private async Task InvokeAsync(int instance, long invocation, long dueAt, CancellationToken cancellationToken)
+    private async Task InvokeAsync(int instance, long invocation, long dueAt, Dictionary<string, object> data, CancellationToken cancellationToken)
     {
-        var context = new ScenarioContext(
-            new ScenarioInfo(props.Name, instance), invocation, logger, [], instanceData.GetOrAdd(instance, _ => []), this, cancellationToken);
+        var context = new ScenarioContext(new ScenarioInfo(props.Name, instance), invocation, logger, [], data, this, cancellationToken);
         Response response;
         try
         {
@@ -288,13 +385,22 @@ public sealed class ScenarioRunner
         Record(InvocationStep, response, Stopwatch.GetElapsedTime(dueAt));
     }
 
-    internal void Record(string step, Response response, TimeSpan latency)
+    /// <summary>Records a step's outcome, if the measured run is on (the warm-up and the clean step are not recorded).</summary>
+    public void Record(string step, Response response, TimeSpan latency)
     {
-        if (recording)
+        if (!recording)
         {
-            var second = (int)Stopwatch.GetElapsedTime(recordingStarted).TotalSeconds;
-            steps.GetOrAdd(step, s => new StepStats(props.Name, s)).Record(response, latency, second);
+            return;
         }
+
+        var start = Volatile.Read(ref recordingStarted);
+        if (start == 0)
+        {
+            return; // not started after all (a torn read): a second counted from timestamp 0 would be the machine's uptime
+        }
+
+        var second = (int)Math.Max(0, Stopwatch.GetElapsedTime(start).TotalSeconds);
+        steps.GetOrAdd(step, s => new StepStats(props.Name, s)).Record(response, latency, second);
     }
 
     /// <summary>The per-second timeline of every step, for the reports' charts.</summary>

@@ -27,26 +27,46 @@ public sealed class StepStats
 
     public long Bytes { get; private set; }
 
+    /// <summary>The longest timeline kept: a week of seconds. A second beyond it is counted but left off the timeline.</summary>
+    public const int MaxTimelineSeconds = 7 * 24 * 3600;
+
+    /// <summary>Seconds the timeline holds so far (the last one recorded in, plus one).</summary>
+    public int TimelineSeconds
+    {
+        get
+        {
+            lock (gate)
+            {
+                return timeline.Count;
+            }
+        }
+    }
+
     /// <summary>Records one outcome; <paramref name="second"/> is the second of the run it falls in (for the timeline).</summary>
     public void Record(Response response, TimeSpan latency, int second = 0)
     {
         var micros = Math.Clamp((long)latency.TotalMicroseconds, 1, TimeStamp.Hours(1));
         lock (gate)
         {
-            while (timeline.Count <= second)
+            // A second outside any plausible run (negative, or from a clock read against the wrong start) would
+            // otherwise grow the timeline to it, one entry per second: counted in the totals, left off the timeline.
+            if (second is >= 0 and < MaxTimelineSeconds)
             {
-                timeline.Add(new Second());
-            }
+                while (timeline.Count <= second)
+                {
+                    timeline.Add(new Second());
+                }
 
-            var bucket = timeline[second];
-            if (response.IsError)
-            {
-                bucket.Fail++;
-            }
-            else
-            {
-                bucket.Ok++;
-                bucket.Latencies.RecordValue(micros);
+                var bucket = timeline[second];
+                if (response.IsError)
+                {
+                    bucket.Fail++;
+                }
+                else
+                {
+                    bucket.Ok++;
+                    bucket.Record(micros);
+                }
             }
 
             if (response.IsError)
@@ -86,7 +106,7 @@ public sealed class StepStats
                     break;
                 }
 
-                double P(double percentile) => b.Ok == 0 ? double.NaN : b.Latencies.GetValueAtPercentile(percentile) / 1000.0;
+                double P(double percentile) => b.Latencies is null ? double.NaN : b.Latencies.GetValueAtPercentile(percentile) / 1000.0;
                 points.Add(new TimelinePoint(startSecond + i, b.Ok / covered, b.Fail / covered, P(50), P(95), P(99)));
             }
 
@@ -127,8 +147,13 @@ internal sealed class Second
 
     public long Fail { get; set; }
 
-    /// <summary>Up to a minute in microseconds, 2 significant digits: small enough to keep one per second.</summary>
-    public LongHistogram Latencies { get; } = new(TimeStamp.Minutes(1), 2);
+    /// <summary>
+    /// Up to a minute in microseconds, 2 significant digits (about 20 KB): made at the second's first success only, so
+    /// seconds in which a step recorded nothing (a rare step's long gaps) cost a few bytes each.
+    /// </summary>
+    public LongHistogram? Latencies { get; private set; }
+
+    public void Record(long micros) => (Latencies ??= new LongHistogram(TimeStamp.Minutes(1), 2)).RecordValue(Math.Min(micros, TimeStamp.Minutes(1)));
 }
 
 /// <summary>

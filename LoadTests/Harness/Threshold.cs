@@ -73,6 +73,8 @@ public sealed record Threshold
 /// <param name="FirstFailedAtSeconds">Seconds into the measured run of the first broken check.</param>
 /// <param name="HeldAtEnd">The end-of-run check's verdict; null when the step recorded nothing to judge.</param>
 /// <param name="AbortedRun">Whether it reached its abort count and stopped the run.</param>
+/// <param name="AbortWhenErrorCount">Broken checks at which it stops the run; null: never.</param>
+/// <param name="ExceptionMessage">What the predicate threw, the first time it did (that check counts as broken, as NBomber's ExceptionMsg); null if it never threw.</param>
 public sealed record ThresholdResult(
     string Scenario,
     string Step,
@@ -82,8 +84,15 @@ public sealed record ThresholdResult(
     double? FirstFailedAtSeconds,
     bool? HeldAtEnd,
     bool AbortedRun,
-    int? AbortWhenErrorCount)
+    int? AbortWhenErrorCount,
+    string? ExceptionMessage = null)
 {
+    /// <summary>
+    /// The step recorded nothing by the end of the run, so nothing was judged: not a failure, but said in every report,
+    /// since a bound that judged nothing may be one that was meant to judge something.
+    /// </summary>
+    public bool NoData => HeldAtEnd is null && !AbortedRun;
+
     /// <summary>
     /// Failed when the end-of-run check found it broken or it stopped the run. A break mid-run that the final
     /// numbers no longer show is reported (<see cref="FailedChecks"/>) but does not fail the run by itself: the

@@ -36,6 +36,11 @@ public sealed class ChaosScenario
     private readonly string botDll;
     private readonly int botConnections;
     private readonly ConcurrentBag<(GameConnection Connection, Task Ended)> silent = [];
+    private readonly ConcurrentDictionary<Task, byte> running = new();
+    private readonly ConcurrentDictionary<Process, byte> bots = new();
+    private readonly object tally = new();
+    private bool sealedTally;
+    private long unaccounted;
     private long turn;
 
     /// <param name="botConnections">Connections each bot victim process holds; all of them end with the process.</param>
@@ -47,32 +52,62 @@ public sealed class ChaosScenario
         this.botConnections = botConnections;
     }
 
-    /// <summary>Expected server close reasons, per reason, for the victims ended so far.</summary>
+    /// <summary>
+    /// Expected server close reasons, per reason, for the victims ended so far; fixed once the clean step has run (the
+    /// after-run comparison reads it then, and a straggler must not change it under the comparison).
+    /// </summary>
     public ConcurrentDictionary<string, int> Expected { get; } = new(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Victim connections whose close the tally cannot predict: cut short by the run's stop, or ended after the tally
+    /// was fixed. Any makes the close-reason comparison unreliable, which the run says.
+    /// </summary>
+    public long Unaccounted => Interlocked.Read(ref unaccounted);
 
     public ScenarioProps Create(LoadSimulation[] load) =>
         Scenario.Create("chaos", async context =>
             {
                 var (mode, expected) = Modes[(int)(Interlocked.Increment(ref turn) - 1) % Modes.Length];
                 var victim = $"chaos{context.ScenarioInfo.InstanceNumber}";
-                var victims = 1;
-                if (mode is "exit-without-close" or "sigkill")
+                var victims = mode is "exit-without-close" or "sigkill" ? botConnections : 1;
+                var run = mode is "exit-without-close" or "sigkill"
+                    ? RunBotVictimAsync(victim, mode, context.ScenarioCancellationToken)
+                    : RunInProcessVictimAsync(victim, mode);
+                running[run] = 0;
+                try
                 {
-                    await RunBotVictimAsync(victim, mode);
-                    victims = botConnections;
+                    await run;
                 }
-                else
+                catch (OperationCanceledException) when (context.ScenarioCancellationToken.IsCancellationRequested)
                 {
-                    await RunInProcessVictimAsync(victim, mode);
+                    Interlocked.Add(ref unaccounted, victims); // its bot was killed mid-way: which closes the server saw is unknown
+                    throw;
+                }
+                finally
+                {
+                    running.TryRemove(run, out _);
                 }
 
-                Expected.AddOrUpdate(expected, victims, (_, n) => n + victims);
+                Count(expected, victims);
                 return Response.Ok(statusCode: mode);
             })
             .WithLoadSimulations(load)
             .WithoutWarmUp()
             .WithClean(async _ =>
             {
+                // Victims still running (the harness stops waiting for invocations after its limit): the tally is
+                // fixed only after them, and bot processes that are still alive by the bound are killed, so nothing
+                // changes the tally while the comparison reads it.
+                if (!await Within(Task.WhenAll(running.Keys), SilentVictimBound))
+                {
+                    foreach (var bot in bots.Keys)
+                    {
+                        bot.Kill(entireProcessTree: true);
+                    }
+
+                    await Within(Task.WhenAll(running.Keys), TimeSpan.FromSeconds(5));
+                }
+
                 // A silent victim is ended by the server's heartbeat, which may come after the last invocation: wait
                 // for it (bounded), so the run compares the close the server chose, not one the suite forced. Reading
                 // again (still not answering Pings) is what lets the victim see that close at all.
@@ -83,7 +118,33 @@ public sealed class ChaosScenario
                     await victim.Ended.WaitAsync(SilentVictimBound).ContinueWith(_ => { }, TaskScheduler.Default);
                     await victim.Connection.DisposeAsync();
                 }));
+                lock (tally)
+                {
+                    sealedTally = true;
+                }
             });
+
+    private void Count(string reason, int victims)
+    {
+        lock (tally)
+        {
+            if (sealedTally)
+            {
+                Interlocked.Add(ref unaccounted, victims);
+                return;
+            }
+
+            Expected.AddOrUpdate(reason, victims, (_, n) => n + victims);
+        }
+    }
+
+    private static async Task<bool> Within(Task task, TimeSpan limit)
+    {
+        using var timeout = new CancellationTokenSource();
+        var first = await Task.WhenAny(task, Task.Delay(limit, timeout.Token));
+        await timeout.CancelAsync();
+        return first == task;
+    }
 
     private async Task RunInProcessVictimAsync(string name, string mode)
     {
@@ -127,7 +188,7 @@ public sealed class ChaosScenario
         }
     }
 
-    private async Task RunBotVictimAsync(string name, string mode)
+    private async Task RunBotVictimAsync(string name, string mode, CancellationToken cancellationToken)
     {
         var options = client(name);
         var info = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
@@ -146,6 +207,24 @@ public sealed class ChaosScenario
         }
 
         using var process = Process.Start(info)!;
+        bots[process] = 0;
+        try
+        {
+            await DriveBotAsync(process, mode, cancellationToken);
+        }
+        finally
+        {
+            bots.TryRemove(process, out _);
+            if (!process.HasExited)
+            {
+                // Stopped (the run was cut short) or timed out: a bot left behind would hold its connections open.
+                process.Kill(entireProcessTree: true);
+            }
+        }
+    }
+
+    private static async Task DriveBotAsync(Process process, string mode, CancellationToken cancellationToken)
+    {
         var ready = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         process.OutputDataReceived += (_, e) =>
         {
@@ -156,16 +235,16 @@ public sealed class ChaosScenario
         };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        await ready.Task.WaitAsync(TimeSpan.FromSeconds(60));
+        await ready.Task.WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
         if (mode == "sigkill")
         {
             // A few server ticks first, so room updates pile up unread on every connection the bot holds: the kernel
             // answers the death of a socket with unread data with RST, which is the case this mode is for.
-            await Task.Delay(UnreadPileUp);
+            await Task.Delay(UnreadPileUp, cancellationToken);
             process.Kill(); // SIGKILL on Linux
         }
 
-        await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(60));
+        await process.WaitForExitAsync(cancellationToken).WaitAsync(TimeSpan.FromSeconds(60), cancellationToken);
     }
 
     private static async Task WaitForUpdateAsync(GameConnection connection)

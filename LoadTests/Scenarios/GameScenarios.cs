@@ -39,12 +39,13 @@ public static class GameScenarios
                 var bot = await pool.GetAsync(context);
                 await Step.Run("move", context, async () =>
                 {
-                    await bot.MoveAsync();
+                    // Bounded: a write to a wedged server never completes, and a copy stuck in it could not be stopped.
+                    await bot.MoveAsync().WaitAsync(TimeSpan.FromSeconds(10), context.ScenarioCancellationToken);
                     return Response.Ok(sizeBytes: 24);
                 });
                 var echo = await Step.Run("echo", context, async () =>
                 {
-                    await bot.EchoAsync(EchoPayload, TimeSpan.FromSeconds(10));
+                    await bot.EchoAsync(EchoPayload, TimeSpan.FromSeconds(10)).WaitAsync(TimeSpan.FromSeconds(20), context.ScenarioCancellationToken);
                     return Response.Ok(sizeBytes: 2 * (EchoPayload.Length + 12));
                 });
                 await Task.Delay(tick, context.ScenarioCancellationToken);

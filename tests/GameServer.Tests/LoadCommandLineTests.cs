@@ -175,6 +175,118 @@ public sealed class LoadCommandLineTests : IDisposable
     }
 
     [Fact]
+    public void AValueHoldingEqualsSignsAndColons_IsTakenWhole()
+    {
+        var settings = Parse("--metrics=http://h:9464/metrics?a=b", "--server", "10.0.0.5:7777");
+
+        Assert.Equal("http://h:9464/metrics?a=b", settings.Metrics);
+        Assert.Equal("10.0.0.5:7777", settings.Server);
+    }
+
+    [Fact]
+    public void EachOption_SetsItsOwnSetting_AndNoOther()
+    {
+        var defaults = Parse();
+        var properties = typeof(LoadSettings).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.Name != nameof(LoadSettings.ServerArgs)).ToList();
+        Assert.True(properties.Count >= 20, $"only {properties.Count} settings seen");
+        foreach (var property in properties)
+        {
+            var option = LoadCommandLine.OptionNames[property.Name];
+            var (value, expected) = property.Name switch
+            {
+                nameof(LoadSettings.Server) => ("10.1.2.3:4567", (object)"10.1.2.3:4567"),
+                nameof(LoadSettings.Metrics) => ("http://h:1/m", "http://h:1/m"),
+                nameof(LoadSettings.Scenarios) => ("churn", new[] { "churn" }),
+                nameof(LoadSettings.ReportFolder) => ("elsewhere", "elsewhere"),
+                nameof(LoadSettings.ClientTransport) => ("sockets", "sockets"),
+                _ when property.PropertyType == typeof(int) => (((int)property.GetValue(defaults)! + 1).ToString(System.Globalization.CultureInfo.InvariantCulture), (int)property.GetValue(defaults)! + 1),
+                _ when property.PropertyType == typeof(double) => (((double)property.GetValue(defaults)! + 0.5).ToString(System.Globalization.CultureInfo.InvariantCulture), (double)property.GetValue(defaults)! + 0.5),
+                _ => throw new InvalidOperationException($"no test value for {property.Name} ({property.PropertyType})"),
+            };
+
+            var settings = Parse(option, value);
+
+            foreach (var other in properties)
+            {
+                var actual = other.GetValue(settings);
+                if (other == property)
+                {
+                    Assert.True(expected is string[] list ? list.SequenceEqual((IEnumerable<string>)actual!) : Equals(expected, actual), $"{option} {value} set {property.Name} to {actual}");
+                }
+                else
+                {
+                    var before = other.GetValue(defaults);
+                    Assert.True(before is IEnumerable<string> a && actual is IEnumerable<string> b ? a.SequenceEqual(b) : Equals(before, actual), $"{option} {value} changed {other.Name} too");
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData("1,5")]
+    [InlineData("1.5.0")]
+    [InlineData("abc")]
+    public void ADecimalNumberNotWrittenWithADot_IsRefusedNamingTheOption(string value)
+    {
+        var command = LoadCommandLine.Parse(["--max-fail-percent", value], NoShippedConfig);
+
+        Assert.Equal(2, command.ExitCode);
+        Assert.Contains($"--max-fail-percent: '{value}' is not a number (write decimals with a dot, e.g. 1.5)", command.Error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void ADecimalNumber_IsReadWithADot_OrAnExponent()
+    {
+        Assert.Equal(1.5, Parse("--max-fail-percent", "1.5").MaxFailPercent);
+        Assert.Equal(2e2, Parse("--max-echo-p99-ms=2e2").MaxEchoP99Ms);
+    }
+
+    [Fact]
+    public void ServerSettingsInLowerCase_AreRefusedSayingHowTheyAreSpelled()
+    {
+        var command = LoadCommandLine.Parse(["--server:Transport=epoll"], NoShippedConfig);
+
+        Assert.Equal(2, command.ExitCode);
+        Assert.Equal("--server:Transport=epoll: server settings are spelled --Server:KEY=VALUE (with that capitalisation), e.g. --Server:Transport=epoll", command.Error);
+    }
+
+    [Fact]
+    public void ServerSettings_WithServer_AreNotedAsUnused()
+    {
+        var command = LoadCommandLine.Parse(["--server", "10.0.0.5:7777", "--Server:Transport=epoll"], NoShippedConfig);
+
+        Assert.NotNull(command.Settings);
+        Assert.Contains(command.Notes, n => n == "--Server:Transport=epoll: server settings configure only a server the suite starts; with --server they are not used");
+        Assert.Empty(LoadCommandLine.Parse(["--server", "10.0.0.5:7777", "--smoke"], NoShippedConfig).Notes); // the preset's own are not the user's
+    }
+
+    [Theory]
+    [InlineData("ServerArgs")]
+    [InlineData("Scenarios")]
+    [InlineData("DurationSeconds")]
+    [InlineData("ReportFolder")]
+    public void ConfigFile_WithANullValue_IsRefusedNamingTheKey(string key)
+    {
+        var config = Write("nulls.json", $$"""{ "{{key}}": null }""");
+
+        var command = LoadCommandLine.Parse(["--config", config], NoShippedConfig);
+
+        Assert.Equal(2, command.ExitCode);
+        Assert.Equal($"{config}: '{key}' must not be null: give a value, or leave the key out for the default", command.Error);
+    }
+
+    [Fact]
+    public void ConfigFile_NullInsideAList_IsRefused_WhileNullServerMeansStartOne()
+    {
+        var command = LoadCommandLine.Parse(["--config", Write("items.json", """{ "ServerArgs": ["--Server:Transport=epoll", null] }""")], NoShippedConfig);
+        Assert.Equal(2, command.ExitCode);
+        Assert.Contains("'ServerArgs' must not be null inside its list", command.Error, StringComparison.Ordinal);
+
+        var none = LoadCommandLine.Parse(["--config", Write("server.json", """{ "Server": null, "Metrics": null }""")], NoShippedConfig);
+        Assert.Null(Assert.IsType<LoadSettings>(none.Settings).Server);
+    }
+
+    [Fact]
     public void Smoke_IsAPreset_ThatOptionsStillOverride_WhereverTheyStand()
     {
         var settings = Parse("--copies", "5", "--smoke");

@@ -39,6 +39,26 @@ public class LoadSmokeTests
         Directory.Delete(reports, recursive: true);
     }
 
+    [Fact]
+    public async Task UnreachableMetrics_StopTheSuiteBeforeAnyLoad_WithOneLineAndExitCode2()
+    {
+        // A port nobody listens on: taken, then given back.
+        var listener = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((System.Net.IPEndPoint)listener.LocalEndpoint).Port;
+        listener.Stop();
+        var reports = Path.Combine(Path.GetTempPath(), $"load-unreachable-{Guid.NewGuid():N}");
+
+        using var load = BotProcess.StartIn(
+            null, BotProcess.BuiltDll("LoadTests", "LoadTests.dll"), "--server", $"127.0.0.1:{port}", "--metrics", $"http://127.0.0.1:{port}/metrics", "--report-folder", reports);
+        var exit = await load.WaitExitAsync(TimeSpan.FromMinutes(1));
+
+        Assert.Equal(2, exit);
+        Assert.Contains($"load: cannot read --metrics http://127.0.0.1:{port}/metrics: ", load.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", load.Output, StringComparison.Ordinal); // no stack trace
+        Assert.DoesNotContain("Unhandled exception", load.Output, StringComparison.Ordinal);
+    }
+
     [Theory]
     [InlineData("--copies", "-1", "--copies must not be negative")]
     [InlineData("--target", "nowhere", "--server must be host:port, not 'nowhere'")]

@@ -37,9 +37,11 @@ public sealed class ThresholdTests : IDisposable
     {
         var settings = new LoadSettings { MaxFailPercent = 0 };
 
-        var result = await RunAsync(Paced("one-bad", n => n == 50, TimeSpan.FromSeconds(1)), settings.FailRateThreshold());
+        // The third invocation: early enough that even a slow machine gets there within the second.
+        var result = await RunAsync(Paced("one-bad", n => n == 3, TimeSpan.FromSeconds(1)), settings.FailRateThreshold());
 
         Assert.Equal(1, result.Stats.Single(s => s.Step == "global").Fail);
+        Assert.True(result.Stats.Single(s => s.Step == "global").Ok >= 2);
         Assert.False(Assert.Single(result.Thresholds).HeldAtEnd);
         Assert.Equal(["one-bad/global: fail rate at most 0 %"], result.BrokenThresholds);
     }
@@ -60,7 +62,7 @@ public sealed class ThresholdTests : IDisposable
         Assert.Equal(3, threshold.FailedChecks); // the two during the run that stopped it, then the end-of-run check
         Assert.Equal("failing/global: fail rate at most 1 %", result.AbortedBy);
         Assert.False(result.Passed);
-        Assert.StartsWith("failing/global: fail rate at most 1 % (broken at 3 checks", result.BrokenThresholds[0], StringComparison.Ordinal);
+        Assert.StartsWith("failing/global: fail rate at most 1 % (broken at 2 checks", result.BrokenThresholds[0], StringComparison.Ordinal); // when it stopped the run
         Assert.EndsWith("the run was stopped early)", result.BrokenThresholds[0], StringComparison.Ordinal);
     }
 
@@ -92,6 +94,53 @@ public sealed class ThresholdTests : IDisposable
         Assert.False(broken.AbortedRun);
         Assert.True(result.Thresholds.Single(t => t.Description == "s => s.P99Ms <= 5_000").Passed);
         Assert.Equal(["steps/slow: s => s.P99Ms <= 5"], result.BrokenThresholds);
+    }
+
+    [Fact]
+    public async Task AnAbortedRun_StillRunsItsCleanStep_AndWritesEveryReport()
+    {
+        var cleaned = false;
+        var failing = Paced("aborted", _ => true, TimeSpan.FromSeconds(60))
+            .WithClean(_ =>
+            {
+                cleaned = true;
+                return Task.CompletedTask;
+            })
+            .WithThresholds(Threshold.Create(s => s.FailPercent <= 1, abortWhenErrorCount: 1, description: "fail rate at most 1 %"));
+
+        var result = await RunAsync(failing);
+
+        Assert.Equal("aborted/global: fail rate at most 1 %", result.AbortedBy);
+        Assert.True(cleaned);
+        foreach (var report in new[] { "report.md", "report.txt", "report.json", "report.csv", "report.html" })
+        {
+            Assert.True(File.Exists(Path.Combine(result.ReportFolder, report)), $"{report} is missing");
+        }
+
+        Assert.Contains("stopped early by: aborted/global: fail rate at most 1 %", File.ReadAllText(Path.Combine(result.ReportFolder, "report.txt")), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Thresholds_AreNotCheckedDuringTheCleanStep_SoItCannotAbortARunThatEndedNormally()
+    {
+        // The predicate breaks once the clean step has begun; the clean step lasts several reporting intervals. Only
+        // the end-of-run check may see it broken: no abort, one broken check.
+        var cleaning = 0;
+        var scenario = Paced("ended", _ => false, TimeSpan.FromSeconds(0.6))
+            .WithClean(async _ =>
+            {
+                Volatile.Write(ref cleaning, 1);
+                await Task.Delay(TimeSpan.FromSeconds(1.2)); // the clean step's own work, 6 reporting intervals long
+            })
+            .WithThresholds(Threshold.Create(_ => Volatile.Read(ref cleaning) == 0, abortWhenErrorCount: 1, description: "not cleaning"));
+
+        var result = await RunAsync(scenario);
+
+        var threshold = Assert.Single(result.Thresholds);
+        Assert.False(threshold.AbortedRun);
+        Assert.Null(result.AbortedBy);
+        Assert.Equal(1, threshold.FailedChecks); // the end-of-run check
+        Assert.False(threshold.HeldAtEnd);
     }
 
     /// <summary>Two copies, an invocation every 10 ms; the nth invocation of the run fails when <paramref name="fails"/>(n).</summary>
