@@ -4,6 +4,9 @@ namespace GameProtocol;
 public static class ProtocolErrorCodes
 {
     public const string EmptyFrame = "empty_frame";
+
+    /// <summary>Behind a load balancer (<c>Server:ProxyProtocol</c>): the connection did not begin with a good PROXY protocol header.</summary>
+    public const string ProxyHeader = "proxy_header";
     public const string FrameTooLarge = "frame_too_large";
     public const string BadMessage = "bad_message";
     public const string UnknownMessage = "unknown_message";

@@ -19,7 +19,10 @@ namespace TcpConnections;
 /// Put it right after <see cref="ConnectionHandler"/>, before any decoder. While it is in a pipeline every connection
 /// must begin with a header, and one that does not is a protocol error: a client that reached the port directly could
 /// otherwise claim any address. A <c>LOCAL</c> header (the balancer's own connection) and an unknown address family
-/// keep the peer's address. One per channel: not sharable.
+/// keep the peer's address. With <c>trustedProxies</c> given, a connection whose socket peer is in none of them is
+/// refused before its first byte is read: the header is believed only from the balancer. One per channel: not
+/// sharable. It sets no deadline of its own: a peer that sends half a header is ended by the pipeline's handshake
+/// timeout (the game's <c>Server:HandshakeTimeoutMs</c>), which every pipeline that uses it needs.
 /// </para>
 /// </summary>
 public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
@@ -34,14 +37,45 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
     private static readonly byte[] V1Prefix = "PROXY "u8.ToArray();
 
     private readonly ILogger logger;
+    private readonly IReadOnlyList<IPNetwork> trustedProxies;
+    private bool failed;
 
-    public ProxyProtocolDecoder(ILogger? logger = null) => this.logger = logger ?? NullLogger.Instance;
+    public ProxyProtocolDecoder(ILogger? logger = null, IReadOnlyList<IPNetwork>? trustedProxies = null)
+    {
+        this.logger = logger ?? NullLogger.Instance;
+        this.trustedProxies = trustedProxies ?? [];
+    }
 
     protected override void Decode(IChannelHandlerContext context, IByteBuffer input, List<object> output)
     {
         ArgumentNullException.ThrowIfNull(context);
         ArgumentNullException.ThrowIfNull(input);
-        var header = input.GetByte(input.ReaderIndex) == V2Signature[0] ? TryReadV2(input) : TryReadV1(input);
+
+        // After a bad start the connection is closing: what the peer still sends is drained, not parsed again (each
+        // parse would throw once more through the pipeline while the graceful close reads to the peer's FIN).
+        if (failed)
+        {
+            input.SkipBytes(input.ReadableBytes);
+            return;
+        }
+
+        (IPEndPoint? Client, int Version)? header;
+        try
+        {
+            if (trustedProxies.Count > 0 && !IsTrusted(context.Channel.RemoteAddress))
+            {
+                throw new ProxyProtocolException($"{TcpConnection.FormatEndPoint(context.Channel.RemoteAddress)} is not a trusted proxy");
+            }
+
+            header = input.GetByte(input.ReaderIndex) == V2Signature[0] ? TryReadV2(input) : TryReadV1(input);
+        }
+        catch (ProxyProtocolException)
+        {
+            failed = true;
+            input.SkipBytes(input.ReadableBytes);
+            throw;
+        }
+
         if (header is not { } found)
         {
             return; // the rest of the header has not arrived yet
@@ -87,12 +121,12 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
         var length = input.GetUnsignedShort(start + 14);
         if (versionCommand >> 4 != 2)
         {
-            throw new CorruptedFrameException($"PROXY protocol version {versionCommand >> 4} is not 2");
+            throw new ProxyProtocolException($"PROXY protocol version {versionCommand >> 4} is not 2");
         }
 
         if (length > MaxV2PayloadBytes)
         {
-            throw new CorruptedFrameException($"PROXY protocol v2 header of {16 + length} bytes is longer than {16 + MaxV2PayloadBytes}");
+            throw new ProxyProtocolException($"PROXY protocol v2 header of {16 + length} bytes is longer than {16 + MaxV2PayloadBytes}");
         }
 
         if (readable < 16 + length)
@@ -111,16 +145,18 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
 
         if (command != 1)
         {
-            throw new CorruptedFrameException($"PROXY protocol v2 command {command} is neither LOCAL nor PROXY");
+            throw new ProxyProtocolException($"PROXY protocol v2 command {command} is neither LOCAL nor PROXY");
         }
 
-        // Only TCP over IPv4 or IPv6 names a client we can use; UNSPEC, UDP and UNIX keep the peer's address.
+        // Only TCP over IPv4 or IPv6 names a client we can use; UNSPEC, UDP and UNIX keep the peer's address; any other
+        // family and protocol byte is invalid (the specification: receivers must reject it).
         return family switch
         {
             0x11 when length >= 12 => (new IPEndPoint(new IPAddress(payload.AsSpan(0, 4)), BinaryPrimitives.ReadUInt16BigEndian(payload.AsSpan(8))), 2),
             0x21 when length >= 36 => (new IPEndPoint(new IPAddress(payload.AsSpan(0, 16)), BinaryPrimitives.ReadUInt16BigEndian(payload.AsSpan(32))), 2),
-            0x11 or 0x21 => throw new CorruptedFrameException($"PROXY protocol v2 address block of {length} bytes is too short for its family"),
-            _ => (null, 2),
+            0x11 or 0x21 => throw new ProxyProtocolException($"PROXY protocol v2 address block of {length} bytes is too short for its family"),
+            0x00 or 0x12 or 0x22 or 0x31 or 0x32 => (null, 2),
+            _ => throw new ProxyProtocolException($"PROXY protocol v2 family and protocol 0x{family:x2} is invalid"),
         };
     }
 
@@ -138,7 +174,7 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
         var end = input.IndexOf(input.ReaderIndex, input.ReaderIndex + Math.Min(readable, MaxV1Bytes), (byte)'\n');
         if (end < 0)
         {
-            return readable >= MaxV1Bytes ? throw new CorruptedFrameException($"PROXY protocol v1 line longer than {MaxV1Bytes} bytes") : null;
+            return readable >= MaxV1Bytes ? throw new ProxyProtocolException($"PROXY protocol v1 line longer than {MaxV1Bytes} bytes") : null;
         }
 
         var lineLength = end - input.ReaderIndex + 1;
@@ -146,7 +182,7 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
         input.SkipBytes(lineLength);
         if (!line.EndsWith("\r\n", StringComparison.Ordinal))
         {
-            throw new CorruptedFrameException("PROXY protocol v1 line does not end with CRLF");
+            throw new ProxyProtocolException("PROXY protocol v1 line does not end with CRLF");
         }
 
         // PROXY TCP4|TCP6 <source> <destination> <source port> <destination port>, or PROXY UNKNOWN ...
@@ -156,17 +192,59 @@ public sealed class ProxyProtocolDecoder : ByteToMessageDecoder
             return (null, 1);
         }
 
+        // Exactly as the specification writes it: canonical addresses (no leading zeros, which some parsers read as
+        // octal; no IPv6 scope), both of the named family, ports without leading zeros.
+        var v4 = fields.Length > 1 && fields[1] == "TCP4";
         if (fields.Length != 6 || fields[1] is not ("TCP4" or "TCP6")
-            || !IPAddress.TryParse(fields[2], out var address)
-            || !ushort.TryParse(fields[4], NumberStyles.None, CultureInfo.InvariantCulture, out var port)
-            || (fields[1] == "TCP4") != (address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork))
+            || !TryParseAddress(fields[2], v4, out var address) || !TryParseAddress(fields[3], v4, out _)
+            || !TryParsePort(fields[4], out var port) || !TryParsePort(fields[5], out _))
         {
-            throw new CorruptedFrameException($"PROXY protocol v1 line is malformed: '{line[..^2]}'");
+            throw new ProxyProtocolException($"PROXY protocol v1 line is malformed: '{Printable(line[..^2])}'");
         }
 
         return (new IPEndPoint(address, port), 1);
     }
 
-    private static CorruptedFrameException NoHeader(IByteBuffer input) =>
-        new($"no PROXY protocol header (first byte 0x{input.GetByte(input.ReaderIndex):x2}): the server expects one from its load balancer (Server:ProxyProtocol)");
+    private bool IsTrusted(EndPoint? peer)
+    {
+        if (peer is not IPEndPoint ip)
+        {
+            return false;
+        }
+
+        var address = ip.Address.IsIPv4MappedToIPv6 ? ip.Address.MapToIPv4() : ip.Address;
+        return trustedProxies.Any(n => n.Contains(address));
+    }
+
+    private static bool TryParseAddress(string text, bool v4, out IPAddress address)
+    {
+        address = IPAddress.None;
+        if (v4)
+        {
+            var parts = text.Split('.');
+            return parts.Length == 4
+                && parts.All(p => p.Length is > 0 and <= 3 && p.All(char.IsAsciiDigit) && (p.Length == 1 || p[0] != '0') && int.Parse(p, CultureInfo.InvariantCulture) <= 255)
+                && IPAddress.TryParse(text, out address!);
+        }
+
+        return text.Length > 0 && text.All(c => char.IsAsciiHexDigit(c) || c is ':' or '.')
+            && IPAddress.TryParse(text, out address!) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6;
+    }
+
+    private static bool TryParsePort(string text, out int port)
+    {
+        port = 0;
+        return text.Length is > 0 and <= 5 && text.All(char.IsAsciiDigit) && (text.Length == 1 || text[0] != '0')
+            && (port = int.Parse(text, CultureInfo.InvariantCulture)) <= 65535;
+    }
+
+    /// <summary>The peer's bytes as they may go into a log line and an Error frame: printable ASCII, the rest escaped.</summary>
+    private static string Printable(string text) =>
+        string.Concat(text.Select(c => c is >= ' ' and <= '~' ? c.ToString() : $"\\x{(int)c:x2}"));
+
+    private static ProxyProtocolException NoHeader(IByteBuffer input) =>
+        new($"no PROXY protocol header (first byte 0x{input.GetByte(input.ReaderIndex):x2})");
 }
+
+/// <summary>A connection that does not begin with a good PROXY protocol header: a protocol error of its own kind.</summary>
+public sealed class ProxyProtocolException(string message) : CorruptedFrameException(message);

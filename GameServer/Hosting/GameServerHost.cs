@@ -38,6 +38,7 @@ public sealed class GameServerHost : IHostedService
     private readonly HeartbeatOptions heartbeat;
     private readonly TimeProvider time;
     private readonly ILogger connectionLogger;
+    private readonly IReadOnlyList<IPNetwork> trustedProxies;
     private IEventLoopGroup? acceptGroup;
     private IEventLoopGroup? workerGroup;
     private IChannel? serverChannel;
@@ -72,6 +73,7 @@ public sealed class GameServerHost : IHostedService
         this.loggerFactory = loggerFactory;
         logger = loggerFactory.CreateLogger<GameServerHost>();
         connectionLogger = loggerFactory.CreateLogger(ConnectionLogCategory);
+        trustedProxies = this.options.TrustedProxies;
         connectionHandler = new ConnectionHandler(connectionOptions.Value, connectionLogger, metrics.Connections);
         tail = new ConnectionTailHandler(GameConnectionProtocol.Instance, connectionLogger);
         prepender = new FramePrepender(this.options.MaxFrameBytes);
@@ -214,7 +216,7 @@ public sealed class GameServerHost : IHostedService
         channel.Pipeline.AddLast("connection", connectionHandler);
         if (options.ProxyProtocol)
         {
-            channel.Pipeline.AddLast("proxy-protocol", new ProxyProtocolDecoder(connectionLogger));
+            channel.Pipeline.AddLast("proxy-protocol", new ProxyProtocolDecoder(connectionLogger, trustedProxies));
         }
 
         channel.Pipeline.AddLast("frame-decoder", new FrameDecoder(options.MaxFrameBytes));

@@ -36,6 +36,16 @@ public sealed class ServerOptions : IValidatedOptions
     /// </summary>
     public bool ProxyProtocol { get; set; }
 
+    /// <summary>
+    /// With <see cref="ProxyProtocol"/>: the balancers' networks (CIDR, e.g. <c>10.0.0.0/24</c>); a connection from any
+    /// other address is refused before its header is read. Empty: any peer (the game port must then be firewalled).
+    /// </summary>
+    public string[] ProxyProtocolTrustedProxies { get; set; } = [];
+
+    /// <summary>The parsed networks; an invalid one is left out here and named by <see cref="Validate"/> on start.</summary>
+    public IReadOnlyList<IPNetwork> TrustedProxies =>
+        [.. ProxyProtocolTrustedProxies.Select(n => IPNetwork.TryParse(n, out var network) ? network : (IPNetwork?)null).OfType<IPNetwork>()];
+
     /// <summary>Hello must arrive within this time of connecting.</summary>
     public int HandshakeTimeoutMs { get; set; } = 5000;
 
@@ -82,6 +92,11 @@ public sealed class ServerOptions : IValidatedOptions
         if (!IPAddress.TryParse(Address, out _))
         {
             yield return OptionErrors.Invalid(Section, nameof(Address), Address, "an IPv4 or IPv6 address");
+        }
+
+        foreach (var network in ProxyProtocolTrustedProxies.Where(n => !IPNetwork.TryParse(n, out _)))
+        {
+            yield return OptionErrors.Invalid(Section, nameof(ProxyProtocolTrustedProxies), network, "a network in CIDR form, e.g. 10.0.0.0/24");
         }
 
         if (!Is("auto") && !Is("sockets") && !Is("epoll"))

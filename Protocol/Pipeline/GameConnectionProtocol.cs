@@ -30,6 +30,7 @@ public sealed class GameConnectionProtocol : IConnectionProtocol, IHeartbeatProt
         {
             ProtocolViolationException violation => (violation.Code, violation.Message),
             TooLongFrameException tooLong => (ProtocolErrorCodes.FrameTooLarge, tooLong.Message),
+            ProxyProtocolException proxy => (ProtocolErrorCodes.ProxyHeader, proxy.Message),
             CorruptedFrameException corrupted => (ProtocolErrorCodes.EmptyFrame, corrupted.Message),
             _ => (string.Empty, string.Empty),
         };

@@ -70,6 +70,7 @@ public class HostTests
     [InlineData("--Metrics:Otlp:Protocol=udp", "Metrics:Otlp:Protocol = 'udp' is invalid")]
     [InlineData("--Metrics:Otlp:ExportIntervalMs=10", "Metrics:Otlp:ExportIntervalMs = '10' is invalid")]
     [InlineData("--Logging:Format=xml", "Logging:Format = 'xml' is invalid")]
+    [InlineData("--Server:ProxyProtocolTrustedProxies:0=10.0.0.0/33", "Server:ProxyProtocolTrustedProxies = '10.0.0.0/33' is invalid")]
     public async Task BadConfiguration_FailsOnStart_NamingTheKeyAndValue(string setting, string expected)
     {
         // Logging's options fail as the host is built (the console logger is made then), the rest as it starts.

@@ -85,6 +85,12 @@ public class ProxyProtocolTests
         { "PROXY protocol version 3 is not 2", [.. V2(null, null)[..12], 0x31, 0x00, 0x00, 0x00] },
         { "PROXY protocol v2 header of 4016 bytes is longer than 2064", [.. V2(null, null)[..12], 0x21, 0x11, 0x0F, 0xA0] },
         { "PROXY protocol v2 address block of 4 bytes is too short for its family", [.. V2(null, null)[..12], 0x21, 0x11, 0x00, 0x04, 1, 2, 3, 4] },
+        { "PROXY protocol v2 family and protocol 0x13 is invalid", [.. V2(null, null)[..12], 0x21, 0x13, 0x00, 0x00] },
+        { "PROXY protocol v1 line is malformed: 'PROXY TCP4 010.0.0.1 127.0.0.1 1 2'", Encoding.ASCII.GetBytes("PROXY TCP4 010.0.0.1 127.0.0.1 1 2\r\n") },
+        { "PROXY protocol v1 line is malformed: 'PROXY TCP4 10.0.0.1 127.0.0.1 080 2'", Encoding.ASCII.GetBytes("PROXY TCP4 10.0.0.1 127.0.0.1 080 2\r\n") },
+        { "PROXY protocol v1 line is malformed: 'PROXY TCP6 fe80::1%eth0 ::1 1 2'", Encoding.ASCII.GetBytes("PROXY TCP6 fe80::1%eth0 ::1 1 2\r\n") },
+        { "PROXY protocol v1 line is malformed: 'PROXY TCP4 10.0.0.1 ::1 1 2'", Encoding.ASCII.GetBytes("PROXY TCP4 10.0.0.1 ::1 1 2\r\n") },
+        { "PROXY protocol v1 line is malformed: 'PROXY TCP4 \\x1b[31m 127.0.0.1 1 2'", Encoding.ASCII.GetBytes("PROXY TCP4 \u001b[31m 127.0.0.1 1 2\r\n") },
     };
 
     [Theory]
@@ -94,11 +100,77 @@ public class ProxyProtocolTests
         await using var server = await TestServer.StartAsync("--Server:ProxyProtocol=true");
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendRawAsync(start);
-        await wire.ReceiveUntilEndAsync(Patience);
+        var received = await wire.ReceiveUntilEndAsync(Patience);
 
         var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
         Assert.Contains($"from {TcpConnections.TcpConnection.FormatEndPoint(wire.Socket.LocalEndPoint)} closed: protocol_error", close.Message, StringComparison.Ordinal);
         Assert.Contains(expected, close.Message, StringComparison.Ordinal);
+        var error = Assert.IsType<Error>(Assert.Single(received));
+        Assert.Equal("proxy_header", error.Code);
+        Assert.StartsWith(expected, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task AfterABadStart_WhatThePeerStillSends_IsDrained_NotParsedAgain()
+    {
+        // The graceful close reads to the peer's FIN; megabytes in that time must not each fail the header again.
+        // The tail ignores protocol errors of a closing connection in silence, so count the decoder's throws.
+        var thrown = 0;
+        void Count(object? sender, System.Runtime.ExceptionServices.FirstChanceExceptionEventArgs e)
+        {
+            if (e.Exception is TcpConnections.ProxyProtocolException)
+            {
+                Interlocked.Increment(ref thrown);
+            }
+        }
+
+        AppDomain.CurrentDomain.FirstChanceException += Count;
+        try
+        {
+            await using var server = await TestServer.StartAsync("--Server:ProxyProtocol=true");
+            using var wire = await Wire.ConnectAsync(server.EndPoint);
+            await wire.SendRawAsync(Wire.Frame(new Hello(1, "direct", null)));
+            var chunk = new byte[64 * 1024];
+            for (var i = 0; i < 64; i++)
+            {
+                await wire.SendRawAsync(chunk);
+            }
+
+            wire.Socket.Shutdown(System.Net.Sockets.SocketShutdown.Send);
+            var received = await wire.ReceiveUntilEndAsync(Patience);
+
+            Assert.Equal("proxy_header", Assert.IsType<Error>(Assert.Single(received)).Code);
+            var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
+            Assert.Contains("closed: protocol_error", close.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            AppDomain.CurrentDomain.FirstChanceException -= Count;
+        }
+
+        Assert.InRange(thrown, 1, 8); // the one failure, seen again as each layer rethrows it (280 without the drain)
+    }
+
+    [Fact]
+    public async Task WithTrustedProxies_AHeaderFromAnyOtherPeer_IsRefused_AndFromOneOfThem_Believed()
+    {
+        await using (var strict = await TestServer.StartAsync("--Server:ProxyProtocol=true", "--Server:ProxyProtocolTrustedProxies:0=10.0.0.0/8"))
+        {
+            using var wire = await Wire.ConnectAsync(strict.EndPoint);
+            await wire.SendRawAsync([.. V2(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 1), strict.EndPoint), .. Wire.Frame(new Hello(1, "spoof", null))]);
+            var error = Assert.IsType<Error>(Assert.Single(await wire.ReceiveUntilEndAsync(Patience)));
+            Assert.Equal("proxy_header", error.Code);
+            Assert.Equal($"{TcpConnections.TcpConnection.FormatEndPoint(wire.Socket.LocalEndPoint)} is not a trusted proxy", error.Message);
+        }
+
+        await using var trusting = await TestServer.StartAsync("--Server:ProxyProtocol=true", "--Server:ProxyProtocolTrustedProxies:0=10.0.0.0/8", "--Server:ProxyProtocolTrustedProxies:1=127.0.0.0/8");
+        using var through = await Wire.ConnectAsync(trusting.EndPoint);
+        await through.SendRawAsync([.. V2(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 2), trusting.EndPoint), .. Wire.Frame(new Hello(1, "proxied", null))]);
+        Assert.IsType<Welcome>(await through.ReceiveAsync(Patience));
+        await through.SendAsync(new Goodbye("bye", 1));
+        await through.ReceiveUntilEndAsync(Patience);
+        var close = await trusting.WaitForLogAsync(e => e.EventId.Id == 1001);
+        Assert.Contains("from 203.0.113.7:2 closed: client_goodbye", close.Message, StringComparison.Ordinal);
     }
 
     [Fact]
