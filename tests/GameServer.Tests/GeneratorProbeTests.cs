@@ -1,3 +1,4 @@
+using GameServer.Tests.Infrastructure;
 using LoadTests.Harness;
 using Microsoft.Extensions.Logging.Abstractions;
 
@@ -7,6 +8,7 @@ namespace GameServer.Tests;
 /// The load suite judges itself before it judges the server: a run whose own threads fell behind fails as "the load
 /// generator was the bottleneck", and a run that kept up is not flagged.
 /// </summary>
+[Collection(LoadHarnessWarmUp.Collection)]
 public class GeneratorProbeTests
 {
     [Fact]

@@ -72,11 +72,10 @@ public class HaproxyTests
 
     private sealed class HaproxyProcess : IDisposable
     {
-        private readonly Process process;
+        private readonly ToolProcess process;
         private readonly string folder;
-        private readonly StringBuilder log = new();
 
-        private HaproxyProcess(Process process, string folder, IPEndPoint front)
+        private HaproxyProcess(ToolProcess process, string folder, IPEndPoint front)
         {
             this.process = process;
             this.folder = folder;
@@ -108,28 +107,7 @@ public class HaproxyTests
             var path = Path.Combine(folder, "haproxy.cfg");
             await File.WriteAllTextAsync(path, config);
 
-            var info = new ProcessStartInfo("haproxy") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-            foreach (var arg in new[] { "-db", "-f", path })
-            {
-                info.ArgumentList.Add(arg);
-            }
-
-            Process process;
-            try
-            {
-                process = Process.Start(info)!;
-            }
-            catch (System.ComponentModel.Win32Exception ex)
-            {
-                throw new InvalidOperationException("this case needs 'haproxy' (Debian: haproxy); ./run.sh test installs it", ex);
-            }
-
-            var started = new HaproxyProcess(process, folder, front);
-            process.OutputDataReceived += (_, e) => started.Append(e.Data);
-            process.ErrorDataReceived += (_, e) => started.Append(e.Data);
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            return started;
+            return new HaproxyProcess(ToolProcess.Start("haproxy", "haproxy", folder, "-db", "-f", path), folder, front);
         }
 
         /// <summary>Asks the runtime API for the backend's servers until <paramref name="done"/> holds.</summary>
@@ -154,32 +132,15 @@ public class HaproxyTests
 
                 Assert.True(
                     DateTime.UtcNow < deadline && !process.HasExited,
-                    $"HAProxy's servers: {string.Join("; ", state.Select(s => $"{s.Key} {s.Value}"))}\n{Log}");
+                    $"HAProxy's servers: {string.Join("; ", state.Select(s => $"{s.Key} {s.Value}"))}\n{process.Log}");
                 await Task.Delay(100);
             }
         }
 
         public void Dispose()
         {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit(10_000);
-            }
-
             process.Dispose();
             Directory.Delete(folder, recursive: true);
-        }
-
-        private string Log
-        {
-            get
-            {
-                lock (log)
-                {
-                    return log.ToString();
-                }
-            }
         }
 
         private static int MetricsPort(TestServer server) =>
@@ -204,17 +165,6 @@ public class HaproxyTests
             return lines.Skip(1).Select(l => l.Split(','))
                 .Where(f => f[0] == "gameservers" && f[1] is "gs1" or "gs2")
                 .ToDictionary(f => f[1], f => new ServerState(f[Column("status")], f[Column("check_status")], f[Column("check_code")]));
-        }
-
-        private void Append(string? line)
-        {
-            if (line is not null)
-            {
-                lock (log)
-                {
-                    log.AppendLine(line);
-                }
-            }
         }
     }
 }

@@ -1,22 +1,20 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using GameServer.Tests.Infrastructure;
 using LoadTests.Harness;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GameServer.Tests;
 
 /// <summary>The harness behaves as NBomber does where it uses NBomber's names: invocation numbers, ctx.Data, warm-up.</summary>
+[Collection(LoadHarnessWarmUp.Collection)]
 public sealed class LoadHarnessTests : IDisposable
 {
-    private readonly string folder = Path.Combine(Path.GetTempPath(), $"harness-{Guid.NewGuid():N}");
+    private readonly TempFolder temp = new("harness");
 
-    public void Dispose()
-    {
-        if (Directory.Exists(folder))
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-    }
+    private string folder => temp.Path;
+
+    public void Dispose() => temp.Dispose();
 
     [Fact]
     public async Task InvocationNumber_StartsAt1_AndCountsEachCopysInvocations()

@@ -1,22 +1,20 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using GameServer.Tests.Infrastructure;
 using LoadTests.Harness;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace GameServer.Tests;
 
 /// <summary>The load suite's reports: every format written from one run, the JSON readable by a program, the HTML's charts.</summary>
+[Collection(LoadHarnessWarmUp.Collection)]
 public sealed class LoadReportTests : IDisposable
 {
-    private readonly string folder = Path.Combine(Path.GetTempPath(), $"reports-{Guid.NewGuid():N}");
+    private readonly TempFolder temp = new("reports");
 
-    public void Dispose()
-    {
-        if (Directory.Exists(folder))
-        {
-            Directory.Delete(folder, recursive: true);
-        }
-    }
+    private string folder => temp.Path;
+
+    public void Dispose() => temp.Dispose();
 
     [Fact]
     public async Task ARun_WritesEveryReport_AndItsJsonCarriesStatsThresholdsCloseReasonsAndVerdict()

@@ -286,11 +286,10 @@ public partial class OpsFolderTests(ITestOutputHelper output)
     /// <summary>Debian's Prometheus on a loopback port with the shipped configuration, pointed at the test's server.</summary>
     private sealed class PrometheusProcess : IDisposable
     {
-        private readonly Process process;
+        private readonly ToolProcess process;
         private readonly string folder;
-        private readonly System.Text.StringBuilder log = new();
 
-        private PrometheusProcess(Process process, string folder, Uri api)
+        private PrometheusProcess(ToolProcess process, string folder, Uri api)
         {
             this.process = process;
             this.folder = folder;
@@ -299,16 +298,7 @@ public partial class OpsFolderTests(ITestOutputHelper output)
 
         public Uri Api { get; }
 
-        public string Log
-        {
-            get
-            {
-                lock (log)
-                {
-                    return log.ToString();
-                }
-            }
-        }
+        public string Log => process.Log;
 
         public static async Task<PrometheusProcess> StartAsync(int metricsPort)
         {
@@ -323,61 +313,16 @@ public partial class OpsFolderTests(ITestOutputHelper output)
             File.Copy(Repo.Path("ops", "prometheus", "gameserver.rules.yml"), System.IO.Path.Combine(folder, "gameserver.rules.yml"));
 
             var webPort = TestServer.FreePort();
-            var info = new ProcessStartInfo("prometheus")
-            {
-                WorkingDirectory = folder,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            foreach (var arg in new[]
-                     {
-                         "--config.file=prometheus.yml", $"--storage.tsdb.path={System.IO.Path.Combine(folder, "data")}",
-                         $"--web.listen-address=127.0.0.1:{webPort}",
-                     })
-            {
-                info.ArgumentList.Add(arg);
-            }
-
-            Process process;
-            try
-            {
-                process = Process.Start(info)!;
-            }
-            catch (System.ComponentModel.Win32Exception ex)
-            {
-                throw new InvalidOperationException("this case needs 'prometheus' (Debian: prometheus); ./run.sh test installs it", ex);
-            }
-
-            var started = new PrometheusProcess(process, folder, new Uri($"http://127.0.0.1:{webPort}/api/v1/"));
-            process.ErrorDataReceived += (_, e) => started.Append(e.Data);
-            process.OutputDataReceived += (_, e) => started.Append(e.Data);
-            process.BeginErrorReadLine();
-            process.BeginOutputReadLine();
-            return started;
+            var process = ToolProcess.Start(
+                "prometheus", "prometheus", folder,
+                "--config.file=prometheus.yml", $"--storage.tsdb.path={System.IO.Path.Combine(folder, "data")}", $"--web.listen-address=127.0.0.1:{webPort}");
+            return new PrometheusProcess(process, folder, new Uri($"http://127.0.0.1:{webPort}/api/v1/"));
         }
 
         public void Dispose()
         {
-            if (!process.HasExited)
-            {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit(10_000);
-            }
-
             process.Dispose();
             Directory.Delete(folder, recursive: true);
-        }
-
-        private void Append(string? line)
-        {
-            if (line is not null)
-            {
-                lock (log)
-                {
-                    log.AppendLine(line);
-                }
-            }
         }
     }
 }
