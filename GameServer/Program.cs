@@ -23,6 +23,13 @@ catch (InvalidOperationException ex) when (ex.Message.StartsWith("Failed to conv
     await Console.Error.WriteLineAsync($"Configuration error: {ex.Message} {ex.InnerException?.Message}");
     return 2;
 }
+catch (InvalidOperationException ex) when (ex.Message.Contains("'ErrorOnUnknownConfiguration'", StringComparison.Ordinal))
+{
+    // A key its section does not have (misspelt or moved): the binder's message names the class and the key. Exit 2
+    // like every configuration error, so a supervisor does not restart into the same mistake.
+    await Console.Error.WriteLineAsync($"Configuration error: {ex.Message}");
+    return 2;
+}
 catch (IOException ex) when (ex.Message.StartsWith("Failed to bind", StringComparison.Ordinal))
 {
     // Kestrel's words for the metrics and probes listener: the address and why.

@@ -38,7 +38,7 @@ public sealed class ServerOptions : IValidatedOptions
 
     /// <summary>
     /// With <see cref="ProxyProtocol"/>: the balancers' networks (CIDR, e.g. <c>10.0.0.0/24</c>); a connection from any
-    /// other address is refused before its header is read. Empty: any peer (the game port must then be firewalled).
+    /// other address is refused as soon as its first bytes arrive, unparsed. Empty: any peer (the game port must then be firewalled).
     /// </summary>
     public string[] ProxyProtocolTrustedProxies { get; set; } = [];
 

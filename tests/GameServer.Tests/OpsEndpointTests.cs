@@ -223,6 +223,19 @@ public class OpsEndpointTests
         Assert.StartsWith("127.0.0.1:", state.GetProperty("RemoteEndPoint").GetString(), StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("--Server:Port=70000", "Configuration error: Server:Port = '70000' is invalid")]
+    [InlineData("--Server:DrainTimeoutMs=200", "Configuration error: 'ErrorOnUnknownConfiguration' was set")]
+    [InlineData("--Logging:Format=xml", "Configuration error: Logging:Format = 'xml' is invalid")]
+    public async Task AConfigurationMistake_EndsTheProcessWithExitCode2_AndOneLine_NoStackTrace(string setting, string expected)
+    {
+        // Exit code 2 is what the systemd unit does not restart (RestartPreventExitStatus=2).
+        using var process = BotProcess.StartIn(null, BotProcess.BuiltDll("GameServer", "GameServer.dll"), "--Metrics:Port=0", setting);
+        Assert.Equal(2, await process.WaitExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains(expected, process.Output, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", process.Output, StringComparison.Ordinal);
+    }
+
     private static async Task<(HttpStatusCode Status, string Body)> GetAsync(HttpClient http, Uri uri)
     {
         using var response = await http.GetAsync(uri);
