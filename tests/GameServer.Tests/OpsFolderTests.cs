@@ -225,30 +225,7 @@ public partial class OpsFolderTests(ITestOutputHelper output)
 
     private async Task<(int ExitCode, string Output)> RunAsync(string tool, string directory, string? input, params string[] args)
     {
-        var info = new ProcessStartInfo(tool)
-        {
-            WorkingDirectory = directory,
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (var arg in args)
-        {
-            info.ArgumentList.Add(arg);
-        }
-
-        Process process;
-        try
-        {
-            process = Process.Start(info)!;
-        }
-        catch (System.ComponentModel.Win32Exception ex)
-        {
-            throw new InvalidOperationException($"this case needs '{tool}' (Debian: prometheus); ./run.sh test installs it", ex);
-        }
-
-        using (process)
+        using (var process = ToolProcess.StartProcess(tool, "prometheus", directory, redirectInput: true, args))
         {
             if (input is not null)
             {

@@ -36,11 +36,7 @@ public class ProxyProtocolTests
             await wire.SendRawAsync(bytes); // the header and the Hello in one segment
         }
 
-        Assert.IsType<Welcome>(await wire.ReceiveAsync(Patience));
-        await wire.SendAsync(new Goodbye("bye", 1));
-        await wire.ReceiveUntilEndAsync(Patience);
-
-        var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
+        var close = await PlayToGoodbyeAsync(wire, server);
         Assert.Contains($"from {new IPEndPoint(IPAddress.Parse(client), port)} closed: client_goodbye", close.Message, StringComparison.Ordinal);
         var proxied = Assert.Single(server.Logs.Entries, e => e.EventId.Id == 1005);
         Assert.Contains($"by the PROXY protocol v2 header from {TcpConnections.TcpConnection.FormatEndPoint(wire.Socket.LocalEndPoint)}", proxied.Message, StringComparison.Ordinal);
@@ -53,11 +49,7 @@ public class ProxyProtocolTests
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         await wire.SendRawAsync(Encoding.ASCII.GetBytes($"PROXY TCP4 198.51.100.9 127.0.0.1 50001 {server.EndPoint.Port}\r\n"));
         await wire.SendAsync(new Hello(1, "v1", null));
-        Assert.IsType<Welcome>(await wire.ReceiveAsync(Patience));
-        await wire.SendAsync(new Goodbye("bye", 1));
-        await wire.ReceiveUntilEndAsync(Patience);
-
-        var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
+        var close = await PlayToGoodbyeAsync(wire, server);
         Assert.Contains("from 198.51.100.9:50001 closed: client_goodbye", close.Message, StringComparison.Ordinal);
     }
 
@@ -69,11 +61,7 @@ public class ProxyProtocolTests
         using var wire = await Wire.ConnectAsync(server.EndPoint);
         var local = V2(null, null);
         await wire.SendRawAsync([.. local, .. Wire.Frame(new Hello(1, "local", null))]);
-        Assert.IsType<Welcome>(await wire.ReceiveAsync(Patience));
-        await wire.SendAsync(new Goodbye("bye", 1));
-        await wire.ReceiveUntilEndAsync(Patience);
-
-        var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
+        var close = await PlayToGoodbyeAsync(wire, server);
         Assert.Contains($"from {TcpConnections.TcpConnection.FormatEndPoint(wire.Socket.LocalEndPoint)} closed: client_goodbye", close.Message, StringComparison.Ordinal);
     }
 
@@ -166,10 +154,7 @@ public class ProxyProtocolTests
         await using var trusting = await TestServer.StartAsync("--Server:ProxyProtocol=true", "--Server:ProxyProtocolTrustedProxies:0=10.0.0.0/8", "--Server:ProxyProtocolTrustedProxies:1=127.0.0.0/8");
         using var through = await Wire.ConnectAsync(trusting.EndPoint);
         await through.SendRawAsync([.. V2(new IPEndPoint(IPAddress.Parse("203.0.113.7"), 2), trusting.EndPoint), .. Wire.Frame(new Hello(1, "proxied", null))]);
-        Assert.IsType<Welcome>(await through.ReceiveAsync(Patience));
-        await through.SendAsync(new Goodbye("bye", 1));
-        await through.ReceiveUntilEndAsync(Patience);
-        var close = await trusting.WaitForLogAsync(e => e.EventId.Id == 1001);
+        var close = await PlayToGoodbyeAsync(through, trusting);
         Assert.Contains("from 203.0.113.7:2 closed: client_goodbye", close.Message, StringComparison.Ordinal);
     }
 
@@ -184,6 +169,15 @@ public class ProxyProtocolTests
 
         var close = await server.WaitForLogAsync(e => e.EventId.Id == 1001);
         Assert.Contains($"from {TcpConnections.TcpConnection.FormatEndPoint(wire.Socket.LocalEndPoint)} closed: protocol_error", close.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>After the header and Hello were sent: Welcome, Goodbye both ways, and the server's close line.</summary>
+    private static async Task<CapturingLoggerProvider.LogEntry> PlayToGoodbyeAsync(Wire wire, TestServer server)
+    {
+        Assert.IsType<Welcome>(await wire.ReceiveAsync(Patience));
+        await wire.SendAsync(new Goodbye("bye", 1));
+        await wire.ReceiveUntilEndAsync(Patience);
+        return await server.WaitForLogAsync(e => e.EventId.Id == 1001);
     }
 
     /// <summary>A version 2 header: PROXY for TCP with <paramref name="source"/>, or LOCAL when it is null.</summary>

@@ -29,9 +29,22 @@ public sealed class ToolProcess : IDisposable
 
     public static ToolProcess Start(string tool, string package, string workingDirectory, params string[] args)
     {
+        var process = StartProcess(tool, package, workingDirectory, redirectInput: false, args);
+        var started = new ToolProcess(process);
+        process.OutputDataReceived += (_, e) => started.Append(e.Data);
+        process.ErrorDataReceived += (_, e) => started.Append(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return started;
+    }
+
+    /// <summary>Starts <paramref name="tool"/> with its output redirected; a missing one fails naming its package.</summary>
+    public static Process StartProcess(string tool, string package, string workingDirectory, bool redirectInput, params string[] args)
+    {
         var info = new ProcessStartInfo(tool)
         {
             WorkingDirectory = workingDirectory,
+            RedirectStandardInput = redirectInput,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
@@ -41,22 +54,14 @@ public sealed class ToolProcess : IDisposable
             info.ArgumentList.Add(arg);
         }
 
-        Process process;
         try
         {
-            process = Process.Start(info)!;
+            return Process.Start(info)!;
         }
         catch (System.ComponentModel.Win32Exception ex)
         {
             throw new InvalidOperationException($"this case needs '{tool}' (Debian: {package}); ./run.sh test installs it", ex);
         }
-
-        var started = new ToolProcess(process);
-        process.OutputDataReceived += (_, e) => started.Append(e.Data);
-        process.ErrorDataReceived += (_, e) => started.Append(e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return started;
     }
 
     public void Dispose()
