@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one entry point: ./run.sh server | client | test | stress | load | bench | pack
+# The one entry point: ./run.sh server | client | test | stress | cluster | load | bench | pack
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -17,6 +17,8 @@ usage: ./run.sh <command> [args]
                                  build and run only the byte-exact stress tests (both transports, and the game server
                                  on each); --seconds N: rounds with new seeds for N s per case (default: one round);
                                  --seed S: the seed a failure printed, to run it again
+  cluster [--port P] [--dir D]   build and run the cluster on loopback: Redis, 2 silos, 2 gateways and HAProxy on
+                                 port P (default 7777); Ctrl+C stops it all (docs/CLUSTER.md)
   load [options]                 build and run the load suite (starts its own server unless --server host:port;
                                  ./run.sh load --help lists every option)
   bench [echo|fanout] [options]  build in Release, measure every server, write docs/PERFORMANCE.md (~30 min; echo or
@@ -53,7 +55,8 @@ build() {
 }
 
 # Debian packages that tests and the benchmark need (iptables for the pulled-cable case, gcc for the benchmark's
-# native echo server and load client, prometheus, promtool and haproxy for ops/). Installed by the project, never by hand.
+# native echo server and load client, prometheus, promtool and haproxy for ops/, redis-server and haproxy for the
+# cluster). Installed by the project, never by hand.
 ensure_test_packages() {
   local missing=()
   command -v iptables >/dev/null 2>&1 || missing+=(iptables)
@@ -61,6 +64,7 @@ ensure_test_packages() {
   command -v gcc >/dev/null 2>&1 || missing+=(gcc libc6-dev)
   command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
   command -v haproxy >/dev/null 2>&1 || missing+=(haproxy)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if ((${#missing[@]})); then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
       echo "installing ${missing[*]}" >&2
@@ -68,7 +72,7 @@ ensure_test_packages() {
         echo "warning: could not install ${missing[*]}; the cases that need them will fail and say so" >&2
       # The tests start their own Prometheus and HAProxy; the system services a package starts are not wanted.
       local service
-      for service in prometheus haproxy; do
+      for service in prometheus haproxy redis-server; do
         if [[ " ${missing[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
           systemctl disable --now "$service" >/dev/null 2>&1 || true
         fi
@@ -96,12 +100,12 @@ run_tests() {
       --blame-hang-timeout 5m "$@" || status=$?
   done
   # The server's tests once more on the epoll transport (the first pass ran them on DotNetty's stock sockets).
-  # The load suite's own tests, the bench smoke run and the ops/ files against Prometheus need no second pass: they
-  # start their own processes or do not touch a transport.
+  # The load suite's own tests, the bench smoke run, the ops/ files against Prometheus and the cluster's failure cases
+  # need no second pass: they start their own processes or do not touch a transport.
   echo "again on the epoll transport..." >&2
   GAMESERVER_TEST_TRANSPORT=epoll dotnet test tests/GameServer.Tests/GameServer.Tests.csproj -c "$CONFIG" --no-build --nologo \
     --logger "trx;LogFilePrefix=epoll" --logger "console;verbosity=normal" --results-directory "$results" \
-    --blame-hang-timeout 5m --filter "FullyQualifiedName!~LoadSmokeTests&FullyQualifiedName!~BenchSmokeTests&FullyQualifiedName!~ClientPoolTests&FullyQualifiedName!~LoadCommandLineTests&FullyQualifiedName!~LoadHarnessTests&FullyQualifiedName!~LoadReportTests&FullyQualifiedName!~ThresholdTests&FullyQualifiedName!~GeneratorProbeTests&FullyQualifiedName!~OpsFolderTests" \
+    --blame-hang-timeout 5m --filter "FullyQualifiedName!~LoadSmokeTests&FullyQualifiedName!~BenchSmokeTests&FullyQualifiedName!~ClientPoolTests&FullyQualifiedName!~LoadCommandLineTests&FullyQualifiedName!~LoadHarnessTests&FullyQualifiedName!~LoadReportTests&FullyQualifiedName!~ThresholdTests&FullyQualifiedName!~GeneratorProbeTests&FullyQualifiedName!~OpsFolderTests&FullyQualifiedName!~ClusterTests" \
     "$@" || status=$?
   # A hang is killed by the blame collector; name the test that was running so CI shows it.
   local seq aborted=0
@@ -210,6 +214,12 @@ case "$cmd" in
       dotnet pack "$project" -c Release --nologo -v q -o artifacts/packages "$@"
     done
     ls -1 artifacts/packages
+    ;;
+  cluster)
+    ensure_test_packages
+    build GameServer/GameServer.csproj
+    # exec: Ctrl+C and SIGTERM reach the launcher, which stops the parts front to back.
+    exec bash ops/cluster/cluster.sh "$@"
     ;;
   load)
     build LoadTests/LoadTests.csproj

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Threading.Channels;
 using GameProtocol;
+using GameProtocol.Pipeline;
 using Microsoft.Extensions.Logging;
 
 namespace GameClient;
@@ -47,8 +48,9 @@ public sealed record GameSessionEnd(string Reason, Goodbye? ServerGoodbye, Error
 /// <see cref="Incoming"/>, and acknowledged. When the connection drops (a reset, a FIN, a dead server found by the
 /// heartbeat) it reconnects with exponential backoff and jitter and resumes: the server replays what this side has not
 /// received, and this side resends what the server has not. The caller sees <see cref="Disconnected"/> and
-/// <see cref="Resumed"/> and nothing else: no message lost, none twice. A Goodbye or Error from the server, a refused
-/// resume, or running out of attempts or of the resume window ends the session (<see cref="Ended"/>).
+/// <see cref="Resumed"/> and nothing else: no message lost, none twice. A Goodbye from the server that says
+/// <c>reconnect</c> (a cluster gateway stopping) is a drop like the others. Any other Goodbye, an Error from the
+/// server, a refused resume, or running out of attempts or of the resume window ends the session (<see cref="Ended"/>).
 /// </summary>
 public sealed class GameSession : IAsyncDisposable
 {
@@ -437,7 +439,9 @@ public sealed class GameSession : IAsyncDisposable
                 return; // the Goodbye or the dispose that set it finishes the session
             }
 
-            resume = serverGoodbye is null && serverError is null && options.ReconnectAttempts > 0
+            // A Goodbye ends the session, except one that asks this side to come back (a cluster gateway stopping).
+            var toldToReconnect = serverGoodbye?.Reason == GameCloseReasons.Reconnect.Name;
+            resume = (serverGoodbye is null || toldToReconnect) && serverError is null && options.ReconnectAttempts > 0
                 && !string.IsNullOrEmpty(welcome.ResumeToken);
         }
 

@@ -79,4 +79,41 @@ internal static partial class Log
     [LoggerMessage(EventId = 3012, Level = LogLevel.Warning,
         Message = "Session {SessionId} dropped unacknowledged messages up to seq {LostThrough} from its full replay buffer ({Count} messages, {Bytes} bytes): it can no longer resume")]
     public static partial void ReplayOverflow(ILogger logger, string sessionId, long lostThrough, int count, long bytes);
+
+    [LoggerMessage(EventId = 4000, Level = LogLevel.Information, Message = "Cluster {Role}: cluster {ClusterId}, Redis {Redis}")]
+    public static partial void ClusterRole(ILogger logger, string role, string clusterId, string redis);
+
+    [LoggerMessage(EventId = 4001, Level = LogLevel.Information, Message = "Session {SessionId} opened for {PlayerName} on {ConnectionKey}")]
+    public static partial void ClusterSessionOpened(ILogger logger, string sessionId, string playerName, string connectionKey);
+
+    [LoggerMessage(EventId = 4002, Level = LogLevel.Information,
+        Message = "Session {SessionId} resumed on {ConnectionKey}: {Replayed} messages replayed after {AwayMs} ms away (taken over from {TakenOver})")]
+    public static partial void ClusterSessionResumed(ILogger logger, string sessionId, string connectionKey, int replayed, long awayMs, string takenOver);
+
+    [LoggerMessage(EventId = 4003, Level = LogLevel.Information, Message = "Session {SessionId} kept for a resume after {Reason} on {ConnectionKey}")]
+    public static partial void ClusterSessionKept(ILogger logger, string sessionId, string reason, string connectionKey);
+
+    [LoggerMessage(EventId = 4004, Level = LogLevel.Information, Message = "Session {SessionId} ended: {Why}")]
+    public static partial void ClusterSessionEnded(ILogger logger, string sessionId, string why);
+
+    [LoggerMessage(EventId = 4005, Level = LogLevel.Information, Message = "Session {SessionId} lost its gateway connection {ConnectionKey}: {Why}")]
+    public static partial void ClusterRouteLost(ILogger logger, string sessionId, string connectionKey, string why);
+
+    [LoggerMessage(EventId = 4006, Level = LogLevel.Information, Message = "Room {RoomId} active on this silo ({Members} members from saved state)")]
+    public static partial void ClusterRoomActivated(ILogger logger, string roomId, int members);
+
+    [LoggerMessage(EventId = 4007, Level = LogLevel.Warning, Message = "Grain call for connection {ConnectionKey} failed ({Error}); retrying for up to {LeftMs} ms more")]
+    public static partial void ClusterCallRetry(ILogger logger, string connectionKey, string error, long leftMs);
+
+    [LoggerMessage(EventId = 4008, Level = LogLevel.Warning, Message = "Grain calls for connection {ConnectionKey} failed for {TimeoutMs} ms ({Error}); asking the client to reconnect")]
+    public static partial void ClusterUnavailable(ILogger logger, string connectionKey, int timeoutMs, string error);
+
+    [LoggerMessage(EventId = 4009, Level = LogLevel.Warning, Message = "Room {RoomId}: {Error}")]
+    public static partial void ClusterRoomWarning(ILogger logger, string roomId, string error);
+
+    [LoggerMessage(EventId = 4010, Level = LogLevel.Warning, Message = "Cannot reach the cluster yet (attempt {Attempt}): {Error}; retrying")]
+    public static partial void ClusterConnectRetry(ILogger logger, int attempt, string error);
+
+    [LoggerMessage(EventId = 4011, Level = LogLevel.Information, Message = "The cluster answers ({ElapsedMs} ms after joining): opening the game port")]
+    public static partial void ClusterAnswering(ILogger logger, long elapsedMs);
 }

@@ -1,4 +1,5 @@
 using TcpConnections;
+using GameServer.Cluster;
 using GameServer.Game;
 using GameServer.Options;
 using Microsoft.Extensions.Configuration;
@@ -74,6 +75,8 @@ public static class GameServerApp
         AddOptions<LimitsOptions>(builder, LimitsOptions.Section);
         AddOptions<SessionOptions>(builder, SessionOptions.Section);
 
+        AddOptions<ClusterModeOptions>(builder, ClusterModeOptions.Section);
+
         builder.Services.AddSingleton<GameServerMetrics>();
         builder.Services.AddSingleton<ConnectionRegistry>();
         builder.Services.AddSingleton<GameServices>();
@@ -87,8 +90,30 @@ public static class GameServerApp
         // about to end), then the server says Goodbye to everyone and stops its loops, then the metrics and probes
         // listener goes (so /readyz answers "shutting down" for the whole drain).
         builder.Services.AddHostedService(sp => sp.GetRequiredService<OpsEndpoint>());
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
+
+        // Which part of the game this process is decides what runs in it, so it is read here, before the host is
+        // built; the same section is validated on start like every other (a bad value stops the process there).
+        var cluster = builder.Configuration.GetSection(ClusterModeOptions.Section).Get<ClusterModeOptions>() ?? new ClusterModeOptions();
+        if (cluster.IsSilo)
+        {
+            ClusterHosting.AddSilo(builder, cluster);
+        }
+        else if (cluster.IsGateway)
+        {
+            // The Orleans client starts before the game port opens and stops after the last Goodbye; the gateway's
+            // own stop, between the two, waits for the connections' last calls to their sessions.
+            ClusterHosting.AddGateway(builder, cluster);
+            builder.Services.AddSingleton<IReadiness>(sp => sp.GetRequiredService<GameServerHost>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
+        }
+        else
+        {
+            builder.Services.AddSingleton<ISessionHandlerFactory, SessionHandlerFactory>();
+            builder.Services.AddSingleton<IReadiness>(sp => sp.GetRequiredService<GameServerHost>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<GameServerHost>());
+            builder.Services.AddHostedService(sp => sp.GetRequiredService<RoomManager>());
+        }
+
         // The host never cuts the Goodbye drain short: it allows the drain, the aborts after it and the loops' stop.
         builder.Services.AddOptions<HostOptions>().Configure<IOptions<ServerOptions>>((host, server) =>
             host.ShutdownTimeout = TimeSpan.FromMilliseconds(server.Value.ShutdownTimeoutMs) + ShutdownAfterDrain);

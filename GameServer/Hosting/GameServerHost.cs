@@ -19,10 +19,10 @@ namespace GameServer.Hosting;
 /// client, waits for the handshakes to finish (up to <c>Server:ShutdownTimeoutMs</c>), aborts what is left and
 /// shuts the event loops down.
 /// </summary>
-public sealed class GameServerHost : IHostedService
+public sealed class GameServerHost : IHostedService, IReadiness
 {
     private readonly ServerOptions options;
-    private readonly GameServices services;
+    private readonly ISessionHandlerFactory sessions;
     private readonly GameServerMetrics metrics;
     private readonly ConnectionRegistry registry;
     private readonly ILoggerFactory loggerFactory;
@@ -50,7 +50,7 @@ public sealed class GameServerHost : IHostedService
     public GameServerHost(
         IOptions<ServerOptions> options,
         IOptions<ConnectionOptions> connectionOptions,
-        GameServices services,
+        ISessionHandlerFactory sessions,
         IOptions<TcpTimeoutOptions> tcpOptions,
         IOptions<HeartbeatOptions> heartbeat,
         IOptions<LimitsOptions> limits,
@@ -67,7 +67,7 @@ public sealed class GameServerHost : IHostedService
         connectionLimit = new ConnectionLimitHandler(this.limits.MaxConnections, GameCloseReasons.ServerFull, GameConnectionProtocol.Instance);
         this.time = time;
         this.options = options.Value;
-        this.services = services;
+        this.sessions = sessions;
         this.metrics = metrics;
         this.registry = registry;
         this.loggerFactory = loggerFactory;
@@ -181,7 +181,7 @@ public sealed class GameServerHost : IHostedService
             Log.Stopping(logger, open.Count);
             var closes = open
                 .Select(c => c.CloseGracefullyAsync(
-                    CloseReason.ServerShutdown, s => GameConnectionProtocol.CreateGoodbye(CloseReason.ServerShutdown, s)))
+                    sessions.ShutdownReason, s => GameConnectionProtocol.CreateGoodbye(sessions.ShutdownReason, s)))
                 .ToArray();
             try
             {
@@ -191,7 +191,7 @@ public sealed class GameServerHost : IHostedService
             {
                 var left = registry.Snapshot();
                 Log.ShutdownTimeout(logger, left.Count, options.ShutdownTimeoutMs);
-                await Task.WhenAll(left.Select(c => c.AbortAsync(CloseReason.ServerShutdown)))
+                await Task.WhenAll(left.Select(c => c.AbortAsync(sessions.ShutdownReason)))
                     .WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None);
             }
         }
@@ -227,7 +227,7 @@ public sealed class GameServerHost : IHostedService
         channel.Pipeline.AddLast("slow-consumer", new SlowConsumerHandler(TimeSpan.FromMilliseconds(options.SlowConsumerTimeoutMs), time));
         channel.Pipeline.AddLast("tcp-timeouts", tcpTimeouts);
         channel.Pipeline.AddLast("idle", new IdleDetector(heartbeat.Interval, TimeSpan.Zero, time));
-        channel.Pipeline.AddLast("session", new SessionHandler(services));
+        channel.Pipeline.AddLast("session", sessions.Create());
         channel.Pipeline.AddLast("tail", tail);
     }
 

@@ -13,7 +13,7 @@ namespace GameServer.Hosting;
 
 /// <summary>
 /// The operator's HTTP listener on <c>Metrics:Address</c>:<c>Metrics:Port</c>: <c>/metrics</c> (Prometheus text),
-/// <c>/healthz</c> (the process answers) and <c>/readyz</c> (<see cref="GameServerHost.Readiness"/>: 200 when new
+/// <c>/healthz</c> (the process answers) and <c>/readyz</c> (<see cref="IReadiness.Readiness"/>: 200 when new
 /// players should come here, 503 with the reason otherwise). A small Kestrel of its own, so probes and scrapes never
 /// touch the game's event loops, and a TCP probe of the game port is never needed (it would count as a connection
 /// that closed before Hello).
@@ -26,12 +26,12 @@ public sealed class OpsEndpoint : IHostedService, IAsyncDisposable
 
     private readonly MetricsOptions options;
     private readonly MeterProvider meterProvider;
-    private readonly GameServerHost server;
+    private readonly IReadiness server;
     private readonly ILoggerFactory loggerFactory;
     private readonly ILogger<OpsEndpoint> logger;
     private WebApplication? app;
 
-    public OpsEndpoint(IOptions<MetricsOptions> options, MeterProvider meterProvider, GameServerHost server, ILoggerFactory loggerFactory)
+    public OpsEndpoint(IOptions<MetricsOptions> options, MeterProvider meterProvider, IReadiness server, ILoggerFactory loggerFactory)
     {
         this.options = options.Value;
         this.meterProvider = meterProvider;

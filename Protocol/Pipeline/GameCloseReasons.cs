@@ -26,16 +26,23 @@ public static class GameCloseReasons
     /// <summary>Not a connection's: a session kept after a drop whose resume window passed without a resume.</summary>
     public static CloseReason ResumeExpired { get; } = CloseReason.Define("resume_expired", CloseKind.Abnormal);
 
+    /// <summary>
+    /// The server asks the client to reconnect and resume (its Goodbye carries this reason): a cluster gateway is
+    /// stopping, or cannot reach the cluster, and the session lives on in the cluster for its resume window.
+    /// </summary>
+    public static CloseReason Reconnect { get; } = CloseReason.Define("reconnect", CloseKind.Normal);
+
     public static IReadOnlyList<CloseReason> All { get; } =
-        [ClientGoodbye, HandshakeTimeout, ServerFull, SessionTakenOver, ResumeRefused, ResumeExpired];
+        [ClientGoodbye, HandshakeTimeout, ServerFull, SessionTakenOver, ResumeRefused, ResumeExpired, Reconnect];
 
     /// <summary>
     /// Closes the peer's side can cause: after one of these a version 2 session is kept for its resume window. A
-    /// Goodbye, a protocol error, a limit, a kick or the server's shutdown end the session at once.
+    /// Goodbye, a protocol error, a limit, a kick or the server's shutdown end the session at once. A cluster gateway's
+    /// <see cref="Reconnect"/> keeps it too: the client was told to come back.
     /// </summary>
     public static bool IsResumable(CloseReason? reason) =>
         reason == CloseReason.PeerReset || reason == CloseReason.PeerClosed || reason == CloseReason.BrokenPipe
-        || reason == CloseReason.TimedOut || reason == CloseReason.HeartbeatTimeout;
+        || reason == CloseReason.TimedOut || reason == CloseReason.HeartbeatTimeout || reason == Reconnect;
 
     /// <summary>Any reason a server or client of this game can record, by its name.</summary>
     public static bool TryParse(string name, out CloseReason reason) => CloseReason.TryParse(name, All, out reason);

@@ -1,0 +1,157 @@
+using System.Collections.Concurrent;
+using DotNetty.Buffers;
+using GameServer.Game;
+using GameServer.Options;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using TcpConnections;
+
+namespace GameServer.Cluster;
+
+/// <summary>
+/// This gateway process as the cluster sees it: one shared Orleans client, one observer object that grains push to,
+/// and the connections it carries by key (<c>{gateway id}/{connection id}</c>). It holds no game state: a key maps to
+/// a live connection's handler and nothing else. Registered as a hosted service after the Orleans client, so on stop
+/// it waits for the connections' last words to the grains (their drops) before the client goes.
+/// </summary>
+public sealed class Gateway : IGatewayObserver, IHostedService
+{
+    private readonly ConcurrentDictionary<string, ClusterSessionHandler> connections = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, UpdateBatch> roomBatches = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<Task, bool> lastWords = new();
+    private readonly Lazy<IGatewayObserver> reference;
+    private readonly ILogger<Gateway> logger;
+
+    public Gateway(IClusterClient client, IOptions<ClusterModeOptions> cluster, IOptions<ServerOptions> server, ILogger<Gateway> logger)
+    {
+        Client = client;
+        Options = cluster.Value;
+        this.logger = logger;
+        Id = Options.GatewayId.Length > 0 ? Options.GatewayId : $"{Environment.MachineName}:{server.Value.Port}";
+
+        // Created on first use, when the client is connected. Kept for the process's life: grains hold it in routes.
+        reference = new Lazy<IGatewayObserver>(() => Client.CreateObjectReference<IGatewayObserver>(this));
+    }
+
+    public IClusterClient Client { get; }
+
+    public ClusterModeOptions Options { get; }
+
+    public string Id { get; }
+
+    /// <summary>This gateway as grains call it.</summary>
+    public IGatewayObserver Reference => reference.Value;
+
+    public int Count => connections.Count;
+
+    public string Register(ClusterSessionHandler handler, TcpConnection connection)
+    {
+        var key = $"{Id}/{connection.Id}";
+        connections[key] = handler;
+        return key;
+    }
+
+    public void Unregister(string key) => connections.TryRemove(key, out _);
+
+    /// <summary>A call a closing connection still owes the cluster (its drop), awaited before the client stops.</summary>
+    public void Track(Task call)
+    {
+        lastWords[call] = true;
+        _ = call.ContinueWith(t => lastWords.TryRemove(t, out _), TaskScheduler.Default);
+    }
+
+    public Task Deliver(string connectionKey, Frame[] frames)
+    {
+        if (connections.TryGetValue(connectionKey, out var handler))
+        {
+            handler.OnPushed(frames);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Fans one room tick out to this gateway's members of the room: one shared buffer, grouped by event loop
+    /// (<see cref="UpdateBatch"/>, one per room so a room's newer tick replaces only its own older one). A member that
+    /// is not writable is skipped: it gets the next tick instead of a queue of stale ones.
+    /// </summary>
+    public Task RoomUpdate(string roomId, byte[] frame, string[] connectionKeys)
+    {
+        var batch = roomBatches.GetOrAdd(roomId, _ => new UpdateBatch());
+        var update = Unpooled.WrappedBuffer(frame);
+        try
+        {
+            lock (batch)
+            {
+                foreach (var key in connectionKeys)
+                {
+                    if (connections.TryGetValue(key, out var handler) && handler.UpdateTarget() is { } connection)
+                    {
+                        batch.Add(connection, (IByteBuffer)update.Retain());
+                    }
+                }
+
+                batch.Dispatch();
+            }
+        }
+        finally
+        {
+            update.Release();
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task Close(string connectionKey, string reason, string detail)
+    {
+        if (connections.TryGetValue(connectionKey, out var handler))
+        {
+            handler.OnTakenOver(detail);
+        }
+
+        return Task.CompletedTask;
+    }
+
+    public Task<bool> Owns(string connectionKey) =>
+        Task.FromResult(connections.TryGetValue(connectionKey, out var handler) && handler.IsOpen);
+
+    /// <summary>
+    /// Joins, then makes one real call into the cluster before the game port opens: a cluster that has just formed
+    /// can take seconds to place its first grain, and a player let in before that would wait for a Welcome.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        var role = $"gateway {Id}";
+        Log.ClusterRole(logger, role, Options.ClusterId, Options.Redis);
+        var since = System.Diagnostics.Stopwatch.StartNew();
+        var probe = Client.GetGrain<ISessionGrain>($"probe-{Id}");
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                // A token nobody holds: the grain answers resume_unknown and keeps nothing.
+                await probe.Resume($"probe-{Id}.-", 0, new Route(Reference, $"{Id}/probe"), 0).WaitAsync(cancellationToken);
+                break;
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
+            {
+                Log.ClusterConnectRetry(logger, attempt, ex.Message);
+            }
+        }
+
+        Log.ClusterAnswering(logger, (long)since.Elapsed.TotalMilliseconds);
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await Task.WhenAll(lastWords.Keys).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            // The sessions whose drops did not arrive find out by their route checks.
+        }
+    }
+}

@@ -1,0 +1,316 @@
+using System.Diagnostics;
+using GameClient;
+using GameProtocol;
+using GameProtocol.Pipeline;
+using GameServer.Tests.Infrastructure;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace GameServer.Tests;
+
+/// <summary>Starts the cluster once for <see cref="ClusterTests"/>; each case leaves it healthy again (the launcher restarts what it killed).</summary>
+public sealed class ClusterFixture : IAsyncLifetime
+{
+    public ClusterProcess Cluster { get; private set; } = null!;
+
+    public async Task InitializeAsync() => Cluster = await ClusterProcess.StartAsync();
+
+    public async Task DisposeAsync() => await Cluster.DisposeAsync();
+}
+
+/// <summary>
+/// The cluster (<c>./run.sh cluster</c>: Redis, two silos, two gateways, HAProxy with PROXY v2 and readiness checks)
+/// survives what the issue lists, each with real processes killed by signal: a gateway killed (its players resume on
+/// the other), a silo killed (its rooms come back from Redis with every seat), a gateway stopped (its players are told
+/// to reconnect and resume elsewhere), Redis restarted; and a session resumed on the other gateway takes the old
+/// connection over. Reliable messages are checked one by one: none lost, none twice.
+/// </summary>
+public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper output) : IClassFixture<ClusterFixture>
+{
+    private static readonly TimeSpan Patience = TimeSpan.FromSeconds(45);
+    private static readonly string[] Silos = ["silo1", "silo2"];
+    private readonly ClusterProcess cluster = fixture.Cluster;
+
+    [Fact]
+    public async Task APlayerWhoseGatewayIsKilled_ResumesOnTheOtherGateway_WithEveryEchoOnce()
+    {
+        await cluster.WaitHealthyAsync();
+        await using var session = await ConnectAsync("survivor");
+        var resumed = new TaskCompletionSource<SessionResumedEventArgs>(TaskCreationOptions.RunContinuationsAsynchronously);
+        session.Resumed += (_, e) => resumed.TrySetResult(e);
+        await session.SendAsync(new JoinRoom("gateway-kill"));
+        await EchoAsync(session, 1, 20);
+        await ExpectEchoesAsync(session, 1, 20);
+
+        var gateway = await cluster.GatewayWithAsync();
+        var killedAt = Stopwatch.StartNew();
+        cluster.Signal($"gateway{gateway}", ClusterProcess.Sigkill);
+        await EchoAsync(session, 21, 40); // sent while the connection is going or gone: they wait for the resume
+
+        var resume = await resumed.Task.WaitAsync(Patience);
+        output.WriteLine($"resumed {killedAt.ElapsedMilliseconds} ms after the SIGKILL ({resume.Attempts} attempts, {resume.Resent} resent)");
+        await ExpectEchoesAsync(session, 21, 40);
+        Assert.Contains("(1 of", (await cluster.ReadyzAsync(3 - gateway)).Text, StringComparison.Ordinal);
+
+        await EchoAsync(session, 41, 41);
+        await ExpectEchoesAsync(session, 41, 41); // and nothing was answered twice: the next message is the next Echo
+        await NextAsync<StateUpdate>(session, u => u.Players.Any(p => p.PlayerId == session.SessionId));
+        Assert.Equal(1, session.Resumes);
+        await GoodbyeAsync(session);
+    }
+
+    [Fact]
+    public async Task ASiloIsKilled_ItsRoomComesBackOnTheOtherSilo_WithEverySeat_AndNoReliableMessageLost()
+    {
+        await cluster.WaitHealthyAsync();
+        const string Room = "silo-kill";
+        await using var mover = await ConnectAsync("mover");
+        await using var watcher = await ConnectAsync("watcher");
+        await mover.SendAsync(new JoinRoom(Room));
+        await watcher.SendAsync(new JoinRoom(Room));
+        await mover.SendAsync(new Move(1, 3, 4));
+        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == mover.SessionId && p.LastSeq == 1));
+        await EchoAsync(mover, 1, 10);
+        await ExpectEchoesAsync(mover, 1, 10);
+        await Task.Delay(TimeSpan.FromSeconds(1.5)); // one room save interval: the position is in Redis too
+
+        var silo = SiloOfRoom(Room);
+        var killedAt = Stopwatch.StartNew();
+        cluster.Signal(silo, ClusterProcess.Sigkill);
+        await EchoAsync(mover, 11, 20);
+
+        // The mover goes on moving, as a player does; the room is back when the watcher sees a move made after the kill.
+        long seq = 1;
+        StateUpdate back;
+        while (true)
+        {
+            await mover.SendAsync(new Move(++seq, 5, 6));
+            var update = await TryNextAsync<StateUpdate>(watcher, TimeSpan.FromMilliseconds(250), u => u.Players.Any(p => p.PlayerId == mover.SessionId && p.LastSeq > 1));
+            if (update is not null)
+            {
+                back = update;
+                break;
+            }
+
+            Assert.True(killedAt.Elapsed < Patience, $"the room was not back within {Patience.TotalSeconds} s of killing {silo}");
+        }
+
+        output.WriteLine($"room back {killedAt.ElapsedMilliseconds} ms after the SIGKILL of {silo} (it lived there); {seq - 1} moves sent meanwhile");
+        Assert.Equal(
+            new[] { mover.SessionId, watcher.SessionId }.Order(StringComparer.Ordinal),
+            back.Players.Select(p => p.PlayerId).Order(StringComparer.Ordinal));
+        await ExpectEchoesAsync(mover, 11, 20);
+        Assert.Equal(0, mover.Resumes); // a pause, not a drop: the connections never went
+        Assert.Equal(0, watcher.Resumes);
+        await GoodbyeAsync(mover);
+        await GoodbyeAsync(watcher);
+    }
+
+    [Fact]
+    public async Task AGatewayStopped_TellsItsPlayersToReconnect_HAProxyStopsSendingThere_AndTheyResumeOnTheOther()
+    {
+        await cluster.WaitHealthyAsync();
+        await using var session = await ConnectAsync("mover-on");
+        var dropped = new TaskCompletionSource<ClientCloseReport>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var resumed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        session.Disconnected += (_, e) => dropped.TrySetResult(e.Report);
+        session.Resumed += (_, _) => resumed.TrySetResult();
+        await EchoAsync(session, 1, 5);
+        await ExpectEchoesAsync(session, 1, 5);
+
+        var gateway = await cluster.GatewayWithAsync();
+        cluster.Signal($"gateway{gateway}", ClusterProcess.Sigterm);
+        var report = await dropped.Task.WaitAsync(Patience);
+        Assert.Equal(GameCloseReasons.Reconnect.Name, report.ServerGoodbye?.Reason);
+        await EchoAsync(session, 6, 10);
+        await resumed.Task.WaitAsync(Patience);
+        await ExpectEchoesAsync(session, 6, 10);
+        Assert.Contains("(1 of", (await cluster.ReadyzAsync(3 - gateway)).Text, StringComparison.Ordinal);
+
+        // HAProxy took the stopping gateway out of rotation (its /readyz said "shutting down", then it was gone).
+        var since = Stopwatch.StartNew();
+        while ((await cluster.HaproxyStatusAsync())[$"gateway{gateway}"] == "UP" && since.Elapsed < Patience)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.NotEqual("UP", (await cluster.HaproxyStatusAsync())[$"gateway{gateway}"]);
+        Assert.Contains("Stopping: saying Goodbye to 1 connections", cluster.Log($"gateway{gateway}"), StringComparison.Ordinal);
+        await GoodbyeAsync(session);
+    }
+
+    [Fact]
+    public async Task RedisRestarted_PlayersCarryOnWithEveryEchoOnce_AndNewPlayersJoinTheirRoom()
+    {
+        await cluster.WaitHealthyAsync();
+        const string Room = "redis-restart";
+        await using var session = await ConnectAsync("steady");
+        await session.SendAsync(new JoinRoom(Room));
+        await EchoAsync(session, 1, 10);
+        await ExpectEchoesAsync(session, 1, 10);
+
+        // Echoes go on every 50 ms while Redis stops, is down, and is started again by the launcher (its data from
+        // the append-only file): the sessions' saves fail meanwhile, and the gateway retries until they succeed.
+        var redis = cluster.Pid("redis");
+        cluster.Signal("redis", ClusterProcess.Sigterm);
+        var echoes = 10;
+        var since = Stopwatch.StartNew();
+        while (RedisPid() is var now && (now is null || now == redis))
+        {
+            Assert.True(since.Elapsed < Patience, "Redis was not started again");
+            await EchoAsync(session, ++echoes, echoes);
+            await Task.Delay(50);
+        }
+
+        await EchoAsync(session, echoes + 1, echoes + 10);
+        await ExpectEchoesAsync(session, 11, echoes + 10);
+        output.WriteLine($"{echoes - 10} echoes sent while Redis restarted ({since.ElapsedMilliseconds} ms)");
+
+        await using var newcomer = await ConnectAsync("newcomer");
+        await newcomer.SendAsync(new JoinRoom(Room));
+        await NextAsync<StateUpdate>(newcomer, u => u.Players.Count == 2 && u.Players.Any(p => p.PlayerId == session.SessionId));
+        Assert.Equal(0, session.Resumes);
+        await GoodbyeAsync(newcomer);
+        await GoodbyeAsync(session);
+    }
+
+    [Fact]
+    public async Task AResumeOnTheOtherGateway_TakesTheLiveConnectionOver()
+    {
+        await cluster.WaitHealthyAsync();
+        await using var first = await ConnectAsync("twice");
+        await EchoAsync(first, 1, 3);
+        await ExpectEchoesAsync(first, 1, 3);
+        var gateway = await cluster.GatewayWithAsync();
+
+        // HAProxy sends the second connection to the gateway with fewer players: the other one.
+        var has = first.LastReceivedSeq;
+        using var second = await Wire.ConnectAsync(cluster.Front);
+        await second.SendAsync(new Hello(2, "twice", first.Welcome.ResumeToken, has));
+        var welcome = Assert.IsType<Welcome>(await second.ReceiveAsync(Patience));
+        Assert.True(welcome.Resumed);
+        Assert.Equal(first.SessionId, welcome.SessionId);
+        Assert.Equal(3, welcome.LastReceivedSeq);
+        Assert.Contains("(1 of", (await cluster.ReadyzAsync(3 - gateway)).Text, StringComparison.Ordinal);
+
+        var end = await first.Ended.WaitAsync(Patience);
+        Assert.Equal(GameCloseReasons.SessionTakenOver.Name, end.ServerGoodbye?.Reason);
+
+        await second.SendAsync(new Reliable(4, has, new Echo(4, [4])));
+        var answer = await ReceiveAsync<Reliable>(second);
+        var echo = Assert.IsType<Echo>(answer.Message);
+        Assert.Equal(4, echo.Seq);
+        Assert.Equal(new byte[] { 4 }, echo.Payload);
+        Assert.Equal((has + 1, 4L), (answer.Seq, answer.Ack));
+        await second.SendAsync(new Goodbye("bye", 2));
+        Assert.Equal(GameCloseReasons.ClientGoodbye.Name, (await ReceiveAsync<Goodbye>(second)).Reason);
+    }
+
+    [Fact]
+    public async Task AVersion1Client_IsRefusedByAGateway_WithUnsupportedVersion()
+    {
+        await cluster.WaitHealthyAsync();
+        using var wire = await Wire.ConnectAsync(cluster.Front);
+        await wire.SendAsync(new Hello(1, "old", null));
+        var error = Assert.IsType<Error>(await wire.ReceiveAsync(Patience));
+        Assert.Equal(ProtocolErrorCodes.UnsupportedVersion, error.Code);
+        Assert.Contains("version 2", error.Message, StringComparison.Ordinal);
+    }
+
+    private Task<GameSession> ConnectAsync(string name) => GameSession.ConnectAsync(new GameClientOptions
+    {
+        Host = "127.0.0.1",
+        Port = cluster.Port,
+        PlayerName = name,
+        ReconnectAttempts = 30,
+        ReconnectMaxDelayMs = 1000,
+    });
+
+    private int? RedisPid()
+    {
+        try
+        {
+            return cluster.Pid("redis");
+        }
+        catch (Exception ex) when (ex is IOException or FormatException)
+        {
+            return null; // between the old process and the new one
+        }
+    }
+
+    /// <summary>Which silo logged that the room is active there (the last one to, if it moved before).</summary>
+    private string SiloOfRoom(string room)
+    {
+        var line = $"Room {room} active on this silo";
+        var where = Silos
+            .Select(s => (Silo: s, At: cluster.Log(s).LastIndexOf(line, StringComparison.Ordinal)))
+            .Where(s => s.At >= 0)
+            .ToList();
+        Assert.Single(where);
+        return where[0].Silo;
+    }
+
+    private static async Task EchoAsync(GameSession session, int from, int to)
+    {
+        for (var i = from; i <= to; i++)
+        {
+            await session.SendAsync(new Echo(i, [(byte)i, (byte)(i >> 8)]));
+        }
+    }
+
+    /// <summary>The Echoes <paramref name="from"/>..<paramref name="to"/>, in order, each once, bytes intact; other messages skipped.</summary>
+    private static async Task ExpectEchoesAsync(GameSession session, int from, int to)
+    {
+        for (var i = from; i <= to; i++)
+        {
+            var echo = await NextAsync<Echo>(session);
+            Assert.Equal(i, echo.Seq);
+            Assert.Equal(new[] { (byte)i, (byte)(i >> 8) }, echo.Payload);
+        }
+    }
+
+    private static async Task<T> NextAsync<T>(GameSession session, Func<T, bool>? match = null)
+        where T : class, IMessage =>
+        await TryNextAsync(session, Patience, match) ?? throw new TimeoutException($"no {typeof(T).Name} within {Patience.TotalSeconds} s");
+
+    private static async Task<T?> TryNextAsync<T>(GameSession session, TimeSpan within, Func<T, bool>? match = null)
+        where T : class, IMessage
+    {
+        var since = Stopwatch.StartNew();
+        while (since.Elapsed < within)
+        {
+            try
+            {
+                if (await session.Incoming.ReadAsync().AsTask().WaitAsync(within - since.Elapsed) is T wanted && (match is null || match(wanted)))
+                {
+                    return wanted;
+                }
+            }
+            catch (TimeoutException)
+            {
+                return null;
+            }
+        }
+
+        return null;
+    }
+
+    private static async Task<T> ReceiveAsync<T>(Wire wire)
+        where T : class, IMessage
+    {
+        while (true)
+        {
+            var message = await wire.ReceiveAsync(Patience) ?? throw new IOException("the connection ended");
+            if (message is T wanted)
+            {
+                return wanted;
+            }
+        }
+    }
+
+    private static async Task GoodbyeAsync(GameSession session)
+    {
+        var goodbye = await session.GoodbyeAsync();
+        Assert.Equal(GameCloseReasons.ClientGoodbye.Name, goodbye?.Reason);
+    }
+}
