@@ -16,8 +16,10 @@ namespace GameServer.Cluster;
 /// of writes, and one grain call at a time per connection (messages that arrive meanwhile go together in the next
 /// call, so a busy client costs fewer calls, and the grain sees them in order). Reliable frames from the grain are
 /// written strictly in sequence: one already written is skipped (a push repeated), one beyond the next is skipped
-/// too (an earlier push was lost; the grain pushes again until the client acknowledges). Version 2 only: resume is
-/// what lets a player move between gateways.
+/// too (an earlier push was lost; the grain pushes again until the client acknowledges). Version 1 has neither
+/// numbers nor acknowledgements on the wire, so the gateway keeps them for it: it numbers the client's messages
+/// (a retried call is still handled once) and acknowledges what it wrote, while the socket is writable (so a stream
+/// to a slow version 1 reader waits, as it does in one process). Only version 2 can resume on another gateway.
 /// </summary>
 public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 {
@@ -46,6 +48,9 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
     private Goodbye? goodbye;
     private long lastWritten;
     private long lastAckWritten;
+    private bool sequenced;
+    private long version1Seq;
+    private long version1Acked;
 
     public ClusterSessionHandler(GameServices services, Gateway gateway)
     {
@@ -177,15 +182,21 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
                 goodbye = bye;
                 PumpNext(); // answers once everything before it is handled
                 break;
-            case Ack ack:
+            case Ack ack when sequenced:
                 Enqueue(new Inbound(0, ack.Received, null));
                 break;
-            case Reliable reliable:
+            case Reliable reliable when sequenced:
                 Enqueue(new Inbound(reliable.Seq, reliable.Ack, ProtocolSerializer.Serialize(reliable.Message)));
                 break;
-            case Echo or GameProtocol.JoinRoom or Move or StreamRequest:
+            case Ack or Reliable:
+                throw new ProtocolViolationException(
+                    ProtocolErrorCodes.UnexpectedMessage, $"{message.GetType().Name} is version 2; this session speaks version 1");
+            case Echo or GameProtocol.JoinRoom or Move or StreamRequest when sequenced:
                 throw new ProtocolViolationException(
                     ProtocolErrorCodes.BadSequence, $"{message.GetType().Name} must travel inside Reliable in version 2");
+            case Echo or GameProtocol.JoinRoom or Move or StreamRequest:
+                Enqueue(new Inbound(++version1Seq, version1Acked, ProtocolSerializer.Serialize((IMessage)message)));
+                break;
             default:
                 throw new ProtocolViolationException(ProtocolErrorCodes.UnexpectedMessage, $"{message.GetType().Name} is not sent by clients");
         }
@@ -213,11 +224,11 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 
     private void StartSession(Hello hello)
     {
-        if (hello.ProtocolVersion != Framing.ProtocolVersion2)
+        if (hello.ProtocolVersion is < Framing.ProtocolVersion1 or > Framing.ProtocolVersion)
         {
             throw new ProtocolViolationException(
                 ProtocolErrorCodes.UnsupportedVersion,
-                $"protocol version {hello.ProtocolVersion} is not supported by a cluster gateway; it speaks version {Framing.ProtocolVersion2} (resumable sessions) only");
+                $"protocol version {hello.ProtocolVersion} is not supported; this server speaks {Framing.ProtocolVersion1} to {Framing.ProtocolVersion}");
         }
 
         if (string.IsNullOrWhiteSpace(hello.PlayerName) || hello.PlayerName.Length > MaxPlayerNameLength)
@@ -228,7 +239,8 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         handshakeTimer?.Cancel();
         var route = new Route(gateway.Reference, key);
         var heartbeat = services.Heartbeat.IntervalMs;
-        var resume = !string.IsNullOrEmpty(hello.ResumeToken);
+        sequenced = hello.ProtocolVersion >= Framing.ProtocolVersion2;
+        var resume = sequenced && !string.IsNullOrEmpty(hello.ResumeToken); // version 1 reads the token and ignores it
         Func<Task<SessionReply>> call;
         if (resume)
         {
@@ -249,7 +261,8 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         {
             var session = gateway.Client.GetGrain<ISessionGrain>(Guid.NewGuid().ToString("N"));
             grain = session;
-            call = () => session.Open(hello.PlayerName, route, heartbeat);
+            var version = hello.ProtocolVersion;
+            call = () => session.Open(hello.PlayerName, version, route, heartbeat);
         }
 
         starting = true;
@@ -298,7 +311,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         }
 
         Write(reply.Frames);
-        resumable = services.Sessions.Options.ResumeEnabled;
+        resumable = sequenced && services.Sessions.Options.ResumeEnabled;
 
         // Pings start once the client knows the interval; the idle timer has been counting since connect.
         context!.Channel.Pipeline.AddBefore(
@@ -381,7 +394,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         }
 
         Write(reply.Frames);
-        if (reply.AckThrough > lastAckWritten)
+        if (sequenced && reply.AckThrough > lastAckWritten)
         {
             lastAckWritten = reply.AckThrough;
             _ = connection!.Channel.WriteAndFlushAsync(new Ack(reply.AckThrough));
@@ -441,7 +454,33 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         if (wrote)
         {
             channel.Flush();
+            AcknowledgeWritten();
         }
+    }
+
+    public override void ChannelWritabilityChanged(IChannelHandlerContext context)
+    {
+        if (context.Channel.IsWritable)
+        {
+            AcknowledgeWritten();
+        }
+
+        context.FireChannelWritabilityChanged();
+    }
+
+    /// <summary>
+    /// Version 1: tells the session what was written, which frees its replay buffer, only while the socket takes
+    /// more: a stream to a reader that stalls waits for it instead of piling up here.
+    /// </summary>
+    private void AcknowledgeWritten()
+    {
+        if (sequenced || sessionId is null || lastWritten <= version1Acked || !connection!.Channel.IsWritable)
+        {
+            return;
+        }
+
+        version1Acked = lastWritten;
+        Enqueue(new Inbound(0, lastWritten, null));
     }
 
     private void Refuse(string code, string text)

@@ -73,8 +73,12 @@ public interface IGatewayObserver : IGrainObserver
 [Alias("gs.ISessionGrain")]
 public interface ISessionGrain : IGrainWithStringKey
 {
+    /// <summary>
+    /// A new session. Version 1 has no resume and no acknowledgements of its own: its gateway numbers the client's
+    /// messages and acknowledges what it wrote, so a retried call is still handled once and a lost push is repeated.
+    /// </summary>
     [Alias("Open")]
-    Task<SessionReply> Open(string playerName, Route route, int heartbeatIntervalMs);
+    Task<SessionReply> Open(string playerName, int protocolVersion, Route route, int heartbeatIntervalMs);
 
     [Alias("Resume")]
     Task<SessionReply> Resume(string token, long clientHas, Route route, int heartbeatIntervalMs);

@@ -55,6 +55,11 @@ public sealed class SessionState
 
     [Id(16)] public long EndedAtUnixMs { get; set; }
 
+    [Id(17)] public int ProtocolVersion { get; set; }
+
+    /// <summary>Version 2: the client numbers, acknowledges and may resume. Version 1: the gateway does the numbering for it.</summary>
+    public bool Sequenced => ProtocolVersion >= Framing.ProtocolVersion2;
+
     public long ReplayBytes => Replay.Sum(f => (long)f.Payload.Length);
 }
 
@@ -162,7 +167,8 @@ public sealed class SessionGrain : Grain, ISessionGrain
         return Task.CompletedTask;
     }
 
-    public Task<SessionReply> Open(string playerName, Route route, int heartbeatIntervalMs) => Guard(() => OpenCore(playerName, route, heartbeatIntervalMs));
+    public Task<SessionReply> Open(string playerName, int protocolVersion, Route route, int heartbeatIntervalMs) =>
+        Guard(() => OpenCore(playerName, protocolVersion, route, heartbeatIntervalMs));
 
     public Task<SessionReply> Resume(string token, long clientHas, Route route, int heartbeatIntervalMs) =>
         Guard(() => ResumeCore(token, clientHas, route, heartbeatIntervalMs));
@@ -177,7 +183,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
     public Task RefreshRoute(string roomId) => Guard(() => RefreshRouteCore(roomId));
 
-    private async Task<SessionReply> OpenCore(string playerName, Route route, int heartbeatIntervalMs)
+    private async Task<SessionReply> OpenCore(string playerName, int protocolVersion, Route route, int heartbeatIntervalMs)
     {
         if (S.Phase == SessionPhase.Attached && S.Route?.ConnectionKey == route.ConnectionKey)
         {
@@ -196,7 +202,8 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
         S.Phase = SessionPhase.Attached;
         S.PlayerName = playerName;
-        S.Token = sessionOptions.ResumeEnabled ? NewToken() : string.Empty;
+        S.ProtocolVersion = protocolVersion;
+        S.Token = S.Sequenced && sessionOptions.ResumeEnabled ? NewToken() : string.Empty;
         S.Route = route;
         S.Confirmed = true;
         await saved.WriteStateAsync();
@@ -362,7 +369,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
         var resumable = reason == ClusterNames.GatewayLost
             || (GameCloseReasons.TryParse(reason, out var parsed) && GameCloseReasons.IsResumable(parsed));
-        if (!resumable || !sessionOptions.ResumeEnabled)
+        if (!resumable || !sessionOptions.ResumeEnabled || !S.Sequenced)
         {
             await EndAsync(ProtocolErrorCodes.ResumeEnded, reason);
             return;
@@ -392,7 +399,8 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
     private async Task NotifyCore(byte[] message)
     {
-        if (S.Phase is SessionPhase.Attached or SessionPhase.Detached)
+        // Presence is version 2's: a version 1 client sees a member leave only from the StateUpdates, as in one process.
+        if (S.Sequenced && S.Phase is SessionPhase.Attached or SessionPhase.Detached)
         {
             SendReliable(ProtocolSerializer.Deserialize(message));
             await FlushOutboxAsync();
@@ -453,7 +461,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
     private void StartStream(StreamRequest request)
     {
-        var maxPayload = server.MaxFrameBytes - 64; // the item's envelope and the Reliable around it
+        var maxPayload = server.MaxFrameBytes - (S.Sequenced ? 64 : 32); // the item's envelope (and in version 2 the Reliable around it)
         if (request.Count < 0 || request.Count > game.MaxStreamCount
             || request.PayloadBytes < 0 || request.PayloadBytes > maxPayload
             || request.IntervalMs < 0 || request.IntervalMs > 60_000)
@@ -533,7 +541,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
     private void SendReliable(IMessage message)
     {
         var seq = ++S.LastSentSeq;
-        var frame = new Frame(seq, ProtocolSerializer.Serialize(new Reliable(seq, S.LastReceivedSeq, message)));
+        var frame = new Frame(seq, ProtocolSerializer.Serialize(S.Sequenced ? new Reliable(seq, S.LastReceivedSeq, message) : message));
         S.Replay.Add(frame);
         var bytes = S.ReplayBytes;
         while (S.Replay.Count > 1 && (S.Replay.Count > sessionOptions.MaxBufferedMessages || bytes > sessionOptions.MaxBufferedBytes))
@@ -566,14 +574,9 @@ public sealed class SessionGrain : Grain, ISessionGrain
     private SessionReply Welcome(int heartbeatIntervalMs, bool resumed) =>
         new(string.Empty, string.Empty, SessionId, [WelcomeFrame(heartbeatIntervalMs, resumed)], S.LastReceivedSeq);
 
-    private Frame WelcomeFrame(int heartbeatIntervalMs, bool resumed) => new(0, ProtocolSerializer.Serialize(new Welcome(
-        SessionId,
-        heartbeatIntervalMs,
-        Now,
-        S.Token,
-        S.Token.Length > 0 ? sessionOptions.ResumeWindowMs : 0,
-        resumed,
-        S.LastReceivedSeq)));
+    private Frame WelcomeFrame(int heartbeatIntervalMs, bool resumed) => new(0, ProtocolSerializer.Serialize(S.Sequenced
+        ? new Welcome(SessionId, heartbeatIntervalMs, Now, S.Token, S.Token.Length > 0 ? sessionOptions.ResumeWindowMs : 0, resumed, S.LastReceivedSeq)
+        : new Welcome(SessionId, heartbeatIntervalMs, Now))); // version 1's three fields
 
     /// <summary>The Welcome, every unacknowledged message after <paramref name="clientHas"/>, then the room as it is now.</summary>
     private async Task<SessionReply> ResumedReply(long clientHas, int heartbeatIntervalMs)
