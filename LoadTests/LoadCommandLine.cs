@@ -181,6 +181,14 @@ public static class LoadCommandLine
             },
             (s, v) => s with { Metrics = v });
         Add(
+            nameof(LoadSettings.Cluster),
+            new Option<string?>("--cluster")
+            {
+                Description = "the run folder of ./run.sh cluster (its --dir): players go through its HAProxy, the checks sum its gateways' counts, and the kill scenario kills its gateways and silos in turn (default: none: one server)",
+                HelpName = "folder",
+            },
+            (s, v) => s with { Cluster = v });
+        Add(
             nameof(LoadSettings.Scenarios),
             new Option<string[]>("--scenario")
             {
@@ -198,6 +206,7 @@ public static class LoadCommandLine
         Int(nameof(LoadSettings.ChaosRate), "--chaos-rate", "chaos victims per second", d.ChaosRate, (s, v) => s with { ChaosRate = v });
         Int(nameof(LoadSettings.ChaosBotConnections), "--chaos-bot-connections", "connections each chaos bot process holds (all end with the process)", d.ChaosBotConnections, (s, v) => s with { ChaosBotConnections = v });
         Int(nameof(LoadSettings.ResumeRate), "--resume-rate", "resume victims per second (0: none)", d.ResumeRate, (s, v) => s with { ResumeRate = v });
+        Int(nameof(LoadSettings.KillIntervalSeconds), "--kill-interval", "seconds between two kills of the kill scenario (--cluster only)", d.KillIntervalSeconds, (s, v) => s with { KillIntervalSeconds = v });
         Double(nameof(LoadSettings.MaxFailPercent), "--max-fail-percent", "threshold: every scenario's invocation fail rate is at most this, in % (0: no failure allowed)", d.MaxFailPercent, (s, v) => s with { MaxFailPercent = v });
         Double(nameof(LoadSettings.MaxEchoP99Ms), "--max-echo-p99-ms", "threshold: play's Echo round trip p99 is at most this, ms", d.MaxEchoP99Ms, (s, v) => s with { MaxEchoP99Ms = v });
         Double(nameof(LoadSettings.MaxStateUpdateP99Ms), "--max-state-update-p99-ms", "threshold: play's StateUpdate lateness p99 (server time in the update to when the player read it) is at most this, ms", d.MaxStateUpdateP99Ms, (s, v) => s with { MaxStateUpdateP99Ms = v });

@@ -18,6 +18,15 @@ public sealed record LoadSettings
 
     public string? Metrics { get; init; }
 
+    /// <summary>
+    /// The run folder of <c>./run.sh cluster</c>: players go through its HAProxy, the server's counts are the sum over
+    /// its gateways, and the <c>kill</c> scenario kills its parts. Null: one server (<see cref="Server"/>).
+    /// </summary>
+    public string? Cluster { get; init; }
+
+    /// <summary>Seconds between two kills of the <c>kill</c> scenario (each waits for the cluster to be whole again).</summary>
+    public int KillIntervalSeconds { get; init; } = 10;
+
     /// <summary>Scenarios to run (NBomber's target scenarios); empty: all of them.</summary>
     public IReadOnlyList<string> Scenarios { get; init; } = [];
 
@@ -83,11 +92,13 @@ public sealed record LoadSettings
     public const int MaxCopies = 19_000;
 
     /// <summary>The scenarios this suite ships, in the order they are registered.</summary>
-    public static IReadOnlyList<string> ScenarioNames { get; } = ["play", "churn", "chaos", "resume"];
+    public static IReadOnlyList<string> ScenarioNames { get; } = ["play", "churn", "chaos", "resume", "kill"];
 
-    /// <summary>The scenarios a run registers: the chosen ones, or all.</summary>
+    /// <summary>The scenarios a run registers: the chosen ones, or all (<c>kill</c> only against a cluster).</summary>
     [JsonIgnore]
-    public IReadOnlyList<string> SelectedScenarios => Scenarios.Count == 0 ? ScenarioNames : ScenarioNames.Where(Scenarios.Contains).ToList();
+    public IReadOnlyList<string> SelectedScenarios => Scenarios.Count == 0
+        ? ScenarioNames.Where(s => s != "kill" || Cluster is not null).ToList()
+        : ScenarioNames.Where(Scenarios.Contains).ToList();
 
     /// <summary>The bound on every scenario's invocation fail rate: at most, so 0 passes a run without failures.</summary>
     public Threshold FailRateThreshold() =>
@@ -104,7 +115,7 @@ public sealed record LoadSettings
     private int? AbortAfter => AbortWhenErrorCount > 0 ? AbortWhenErrorCount : null;
 
     /// <summary>The settings a JSON file may set to null.</summary>
-    private static readonly HashSet<string> Nullable = new(StringComparer.Ordinal) { nameof(Server), nameof(Metrics) };
+    private static readonly HashSet<string> Nullable = new(StringComparer.Ordinal) { nameof(Server), nameof(Metrics), nameof(Cluster) };
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -204,10 +215,18 @@ public sealed record LoadSettings
         Require(ClientTransport is "auto" or "sockets" or "epoll", $"--client-transport must be auto, sockets or epoll, not '{ClientTransport}'");
         Require(Metrics is null || Uri.IsWellFormedUriString(Metrics, UriKind.Absolute), $"--metrics must be an absolute URL, not '{Metrics}'");
         Require(!string.IsNullOrWhiteSpace(ReportFolder), "--report-folder must not be empty");
+        Require(
+            Cluster is null || File.Exists(ClusterEnvFile(Cluster)),
+            $"--cluster {Cluster}: no {ClusterEnvFile(Cluster ?? ".")} there; give the run folder ./run.sh cluster printed (its --dir)");
+        Require(Cluster is null || (Server is null && Metrics is null), "--cluster finds the players' port and the gateways' metrics itself: leave --server and --metrics out");
+        Require(Cluster is not null || !Scenarios.Contains("kill"), "--scenario kill kills a cluster's parts: it needs --cluster");
+        Require(KillIntervalSeconds >= 1, "--kill-interval must be at least 1 second");
         var unknown = Scenarios.FirstOrDefault(s => !ScenarioNames.Contains(s));
         Require(unknown is null, $"--scenario: unknown scenario '{unknown}' (scenarios: {string.Join(", ", ScenarioNames)})");
         return this;
     }
+
+    private static string ClusterEnvFile(string folder) => LoadTests.Scenarios.ClusterTarget.EnvFile(folder);
 
     public static bool TryParseServer(string server, out string host, out int port)
     {

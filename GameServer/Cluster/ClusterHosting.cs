@@ -31,7 +31,11 @@ public static class ClusterHosting
                 o.ProbeTimeout = TimeSpan.FromMilliseconds(cluster.ProbeTimeoutMs);
                 o.NumMissedProbesLimit = cluster.MissedProbesLimit;
             })
-            .AddRedisGrainStorage(ClusterNames.Storage, o => o.ConfigurationOptions = Redis(cluster)));
+            .AddRedisGrainStorage(ClusterNames.Storage, o =>
+            {
+                o.ConfigurationOptions = Redis(cluster);
+                o.DeleteStateOnClear = true; // a forgotten session or an empty room leaves no key behind
+            }));
         builder.Services.AddSingleton<SiloReadiness>();
         builder.Services.AddSingleton<IReadiness>(sp => sp.GetRequiredService<SiloReadiness>());
     }

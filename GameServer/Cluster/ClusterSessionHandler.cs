@@ -28,12 +28,16 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
     /// <summary>Messages waiting for the grain beyond which the connection stops reading (TCP pushes back on the client).</summary>
     private const int MaxQueued = 1024;
 
+    /// <summary>Reliable frames held that arrived ahead of one still on its way (a push before a call's answer).</summary>
+    private const int MaxEarly = 4096;
+
     private static readonly TimeSpan FirstRetryDelay = TimeSpan.FromMilliseconds(50);
     private static readonly TimeSpan MaxRetryDelay = TimeSpan.FromSeconds(1);
 
     private readonly GameServices services;
     private readonly Gateway gateway;
     private readonly List<Inbound> queued = [];
+    private readonly SortedDictionary<long, Frame> early = [];
     private IChannelHandlerContext? context;
     private TcpConnection? connection;
     private string key = string.Empty;
@@ -46,6 +50,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
     private bool ended;
     private bool paused;
     private Goodbye? goodbye;
+    private Action? afterDrain;
     private long lastWritten;
     private long lastAckWritten;
     private bool sequenced;
@@ -110,6 +115,17 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
             if (sessionId is not null && resumable)
             {
                 _ = connection.CloseGracefullyAsync(CloseReason.PeerClosed, detail: "peer sent FIN; session kept for a resume");
+            }
+            else if (sessionId is not null || starting)
+            {
+                // What the client sent before its FIN is handled first: the Goodbye's count covers it.
+                afterDrain ??= () =>
+                {
+                    EndSession(CloseReason.PeerClosed.Name);
+                    _ = connection.CloseGracefullyAsync(
+                        CloseReason.PeerClosed, c => GameConnectionProtocol.CreateGoodbye(CloseReason.PeerClosed, c), "peer sent FIN; answered with Goodbye");
+                };
+                PumpNext();
             }
             else
             {
@@ -180,6 +196,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
                 state.RecordPeerFramesReceived(bye.FramesReceived);
                 Log.PeerGoodbye(services.Logger, state.Id, bye.Reason, bye.FramesReceived, state.FramesSent);
                 goodbye = bye;
+                afterDrain ??= FinishGoodbye;
                 PumpNext(); // answers once everything before it is handled
                 break;
             case Ack ack when sequenced:
@@ -205,7 +222,16 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
     /// <summary>Reliable messages the session produced on its own (a Presence, a stream, a repeat). From an Orleans thread.</summary>
     internal void OnPushed(Frame[] frames) => OnLoop(() =>
     {
-        if (sessionId is not null && !starting && IsOpen)
+        if (!IsOpen)
+        {
+            return;
+        }
+
+        if (starting)
+        {
+            Hold(frames); // ahead of the Welcome: written after it
+        }
+        else if (sessionId is not null)
         {
             Write(frames);
         }
@@ -305,7 +331,11 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         }
 
         Volatile.Write(ref sessionId, reply.SessionId);
-        if (!resume)
+        if (resume)
+        {
+            services.Metrics.SessionResumed(TimeSpan.FromMilliseconds(reply.AwayMs), reply.Replayed, reply.TookOver);
+        }
+        else
         {
             Log.SessionStarted(services.Logger, reply.SessionId, playerName, connection!.Id);
         }
@@ -350,9 +380,10 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 
         if (queued.Count == 0)
         {
-            if (goodbye is not null)
+            if (afterDrain is { } then)
             {
-                FinishGoodbye();
+                afterDrain = null;
+                then();
             }
 
             return;
@@ -381,6 +412,15 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         if (reply.TakenOver is { } why)
         {
             OnTakenOver(why);
+            return;
+        }
+
+        if (reply.Reconnect)
+        {
+            // The session took this connection for lost (a route check went unanswered) and waits for a resume.
+            ended = true;
+            _ = connection!.CloseGracefullyAsync(
+                GameCloseReasons.Reconnect, c => GameConnectionProtocol.CreateGoodbye(GameCloseReasons.Reconnect, c), "the session took this connection for lost");
             return;
         }
 
@@ -430,7 +470,10 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         }));
     }
 
-    /// <summary>On the loop: reliable frames strictly in sequence, unsequenced ones as they come; one flush.</summary>
+    /// <summary>
+    /// On the loop: reliable frames strictly in sequence (one already written is skipped; one ahead of a gap is held
+    /// until the gap fills, by the late answer or by the grain's repeat), unsequenced ones as they come; one flush.
+    /// </summary>
     private void Write(Frame[] frames)
     {
         var channel = connection!.Channel;
@@ -441,6 +484,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
             {
                 if (frame.Seq != lastWritten + 1)
                 {
+                    Hold([frame]);
                     continue;
                 }
 
@@ -449,6 +493,11 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 
             _ = channel.WriteAsync(Unpooled.WrappedBuffer(frame.Payload));
             wrote = true;
+            while (early.Remove(lastWritten + 1, out var next))
+            {
+                lastWritten = next.Seq;
+                _ = channel.WriteAsync(Unpooled.WrappedBuffer(next.Payload));
+            }
         }
 
         if (wrote)
@@ -481,6 +530,23 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 
         version1Acked = lastWritten;
         Enqueue(new Inbound(0, lastWritten, null));
+    }
+
+    /// <summary>Keeps reliable frames that came ahead of their turn (bounded: beyond it the grain's repeat brings them).</summary>
+    private void Hold(Frame[] frames)
+    {
+        foreach (var frame in frames)
+        {
+            if (frame.Seq > lastWritten && early.Count < MaxEarly)
+            {
+                early[frame.Seq] = frame;
+            }
+        }
+
+        while (early.Count > 0 && early.First().Key <= lastWritten)
+        {
+            early.Remove(early.First().Key);
+        }
     }
 
     private void Refuse(string code, string text)

@@ -25,13 +25,26 @@ public sealed record Inbound(long Seq, long Ack, byte[]? Message);
 
 /// <summary>
 /// A session grain's answer. <c>Code</c> empty: go on, write <c>Frames</c> in order (the Welcome first after Open or
-/// Resume) and acknowledge <c>AckThrough</c>. Otherwise the session refused or ended: send Error(<c>Code</c>,
-/// <c>Text</c>) and close.
+/// Resume) and acknowledge <c>AckThrough</c>; unless <c>TakenOver</c> (another connection carries the session now:
+/// close with Goodbye session_taken_over) or <c>Reconnect</c> (the session took this connection for lost: close with
+/// Goodbye reconnect, the client resumes). Otherwise the session refused or ended: send Error(<c>Code</c>,
+/// <c>Text</c>) and close. A resume's answer says how long the session was away, how many messages it replays, and
+/// whether it took a live connection over (for the gateway's metrics).
 /// </summary>
 [GenerateSerializer]
 [Alias("gs.SessionReply")]
 [Immutable]
-public sealed record SessionReply(string Code, string Text, string SessionId, Frame[] Frames, long AckThrough, string? TakenOver = null)
+public sealed record SessionReply(
+    string Code,
+    string Text,
+    string SessionId,
+    Frame[] Frames,
+    long AckThrough,
+    string? TakenOver = null,
+    bool Reconnect = false,
+    long AwayMs = 0,
+    int Replayed = 0,
+    bool TookOver = false)
 {
     public bool Ok => Code.Length == 0;
 
@@ -95,8 +108,10 @@ public interface ISessionGrain : IGrainWithStringKey
     [Alias("End")]
     Task End(string connectionKey, string reason);
 
-    /// <summary>A reliable message from elsewhere in the game (a Presence from the room) for this session's client.</summary>
-    [OneWay]
+    /// <summary>
+    /// A reliable message from elsewhere in the game (a Presence from the room) for this session's client. Not one-way:
+    /// the room retries until the session has it saved.
+    /// </summary>
     [Alias("Notify")]
     Task Notify(byte[] message);
 

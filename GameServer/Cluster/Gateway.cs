@@ -21,6 +21,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     private readonly ConcurrentDictionary<string, UpdateBatch> roomBatches = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, bool> lastWords = new();
     private readonly Lazy<IGatewayObserver> reference;
+    private static readonly TimeSpan ProbeRetryDelay = TimeSpan.FromSeconds(1);
     private readonly ILogger<Gateway> logger;
 
     public Gateway(IClusterClient client, IOptions<ClusterModeOptions> cluster, IOptions<ServerOptions> server, ILogger<Gateway> logger)
@@ -113,8 +114,11 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         return Task.CompletedTask;
     }
 
-    public Task<bool> Owns(string connectionKey) =>
-        Task.FromResult(connections.TryGetValue(connectionKey, out var handler) && handler.IsOpen);
+    /// <summary>
+    /// Registered means the connection has not yet reported its end to its session (it unregisters where it sends the
+    /// drop or the end). A connection in its Goodbye drain is still ours: its End is on the way.
+    /// </summary>
+    public Task<bool> Owns(string connectionKey) => Task.FromResult(connections.ContainsKey(connectionKey));
 
     /// <summary>
     /// Joins, then makes one real call into the cluster before the game port opens: a cluster that has just formed
@@ -137,6 +141,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
             catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
             {
                 Log.ClusterConnectRetry(logger, attempt, ex.Message);
+                await Task.Delay(ProbeRetryDelay, cancellationToken);
             }
         }
 

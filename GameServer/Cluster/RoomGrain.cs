@@ -4,6 +4,7 @@ using GameProtocol.Pipeline;
 using GameServer.Options;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using Orleans.Storage;
 using TcpConnections;
 
 namespace GameServer.Cluster;
@@ -29,6 +30,9 @@ public sealed class MemberState
     [Id(2)] public float Y { get; set; }
 
     [Id(3)] public long Seq { get; set; }
+
+    /// <summary>What the others were last told about this member (Presence), so a room back on another silo does not tell them again.</summary>
+    [Id(4)] public bool Connected { get; set; } = true;
 }
 
 /// <summary>
@@ -48,6 +52,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
     private readonly ILogger<RoomGrain> logger;
     private readonly Dictionary<string, Route> routes = new(StringComparer.Ordinal);
     private IGrainTimer? ticker;
+    private IGrainTimer? sweeper;
     private bool moved;
     private long lastSaveAt;
     private bool tooBigLogged;
@@ -80,11 +85,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         if (Members.Count > 0)
         {
             // Back from saved state: the seats are here, the routes are not. Each member says where it is now.
-            foreach (var member in Members)
-            {
-                _ = GrainFactory.GetGrain<ISessionGrain>(member.SessionId).RefreshRoute(RoomId);
-            }
-
+            Sweep();
             StartTicker();
         }
 
@@ -115,6 +116,8 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             ticker?.Dispose();
             ticker = null;
+            sweeper?.Dispose();
+            sweeper = null;
             await saved.ClearStateAsync();
             DeactivateOnIdle();
             return;
@@ -123,29 +126,32 @@ public sealed class RoomGrain : Grain, IRoomGrain
         await SaveAsync();
     }
 
-    public Task SetRoute(string sessionId, Route? route)
+    public async Task SetRoute(string sessionId, Route? route)
     {
-        if (Find(sessionId) is null)
+        if (Find(sessionId) is not { } changed)
         {
-            return Task.CompletedTask;
+            return;
         }
 
-        var wasConnected = routes.ContainsKey(sessionId);
         SetRouteOnly(sessionId, route);
-        if (wasConnected != route is not null)
+        if (changed.Connected == route is not null)
         {
-            // Presence is a reliable message: it goes through each other member's session (numbered, kept for replay).
-            var presence = ProtocolSerializer.Serialize(new Presence(sessionId, route is not null));
-            foreach (var member in Members)
+            return; // the others already know (a route refreshed after a failover, or a move between gateways)
+        }
+
+        changed.Connected = route is not null;
+        await SaveAsync();
+
+        // Presence is a reliable message: it goes through each other member's session (numbered, saved, replayed). Not
+        // awaited here (the room never waits for a session), but retried until each session has it.
+        var presence = ProtocolSerializer.Serialize(new Presence(sessionId, changed.Connected));
+        foreach (var member in Members)
+        {
+            if (member.SessionId != sessionId)
             {
-                if (member.SessionId != sessionId)
-                {
-                    _ = GrainFactory.GetGrain<ISessionGrain>(member.SessionId).Notify(presence);
-                }
+                _ = NotifyAsync(GrainFactory.GetGrain<ISessionGrain>(member.SessionId), presence);
             }
         }
-
-        return Task.CompletedTask;
     }
 
     public Task Move(string sessionId, float x, float y, long seq)
@@ -239,6 +245,12 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             await saved.WriteStateAsync();
         }
+        catch (InconsistentStateException ex)
+        {
+            // Another activation saved since (a split after a failover): this one's memory is stale; come back from Redis.
+            Log.ClusterRoomWarning(logger, RoomId, $"saving failed: {ex.Message}; reloading");
+            DeactivateOnIdle();
+        }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             // A failed save of positions loses at most one interval of movement; membership saves go again with the next change.
@@ -256,5 +268,50 @@ public sealed class RoomGrain : Grain, IRoomGrain
 
         var period = TimeSpan.FromSeconds(1.0 / game.TickRateHz);
         ticker = this.RegisterGrainTimer(TickAsync, new GrainTimerCreationOptions(period, period) { KeepAlive = true });
+        var sweep = TimeSpan.FromMilliseconds(cluster.RouteCheckMs);
+        sweeper = this.RegisterGrainTimer(
+            _ =>
+            {
+                Sweep();
+                return Task.CompletedTask;
+            },
+            new GrainTimerCreationOptions(sweep, sweep) { KeepAlive = true });
+    }
+
+    /// <summary>
+    /// Asks every member where it is. A session whose silo died comes back this way (and with it its timers: a session
+    /// away past its window ends and leaves; one whose gateway died too is found out by its route check); a route
+    /// lost with a failover is refreshed. Members that ended but are still seated are told to leave.
+    /// </summary>
+    private void Sweep()
+    {
+        foreach (var member in Members)
+        {
+            _ = GrainFactory.GetGrain<ISessionGrain>(member.SessionId).RefreshRoute(RoomId);
+        }
+    }
+
+    private async Task NotifyAsync(ISessionGrain session, byte[] message)
+    {
+        var delay = TimeSpan.FromMilliseconds(100);
+        var deadline = Now + cluster.GrainCallTimeoutMs;
+        while (true)
+        {
+            try
+            {
+                await session.Notify(message);
+                return;
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException && Now + delay.TotalMilliseconds < deadline)
+            {
+                await Task.Delay(delay);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, TimeSpan.TicksPerSecond));
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Log.ClusterRoomWarning(logger, RoomId, $"a Presence could not be handed to its session: {ex.Message}");
+                return;
+            }
+        }
     }
 }

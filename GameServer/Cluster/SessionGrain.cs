@@ -57,6 +57,9 @@ public sealed class SessionState
 
     [Id(17)] public int ProtocolVersion { get; set; }
 
+    /// <summary>The connection that carried the session until it was taken for lost (detached only).</summary>
+    [Id(18)] public string? LastConnectionKey { get; set; }
+
     /// <summary>Version 2: the client numbers, acknowledges and may resume. Version 1: the gateway does the numbering for it.</summary>
     public bool Sequenced => ProtocolVersion >= Framing.ProtocolVersion2;
 
@@ -113,6 +116,8 @@ public sealed class SessionGrain : Grain, ISessionGrain
     private IGrainTimer? streamTimer;
     private IGrainTimer? retransmit;
     private long lastProgressAt;
+    private bool acksUnsaved;
+    private int routeCheckFailures;
 
     public SessionGrain(
         [PersistentState("session", ClusterNames.Storage)] IPersistentState<SessionState> saved,
@@ -216,7 +221,14 @@ public sealed class SessionGrain : Grain, ISessionGrain
     {
         if (S.Phase == SessionPhase.Attached && S.Route?.ConnectionKey == route.ConnectionKey && token == S.PreviousToken)
         {
-            return await ResumedReply(clientHas, heartbeatIntervalMs); // a retried call whose first answer was lost
+            // A retried call whose first answer was lost (perhaps after the save, before the room heard of it).
+            var again = await ResumedReply(clientHas, heartbeatIntervalMs);
+            if (S.Room is { } seat)
+            {
+                await RoomOf(seat).SetRoute(SessionId, route);
+            }
+
+            return again;
         }
 
         switch (S.Phase)
@@ -226,6 +238,13 @@ public sealed class SessionGrain : Grain, ISessionGrain
                 return Refuse(ProtocolErrorCodes.ResumeUnknown);
             case SessionPhase.Ended:
                 return Refuse(S.EndCode.Length > 0 ? S.EndCode : ProtocolErrorCodes.ResumeEnded);
+        }
+
+        if (S.Phase == SessionPhase.Detached && Now - S.DetachedAtUnixMs > sessionOptions.ResumeWindowMs)
+        {
+            // Back on another silo after its window passed, before its expiry timer ran: too late all the same.
+            await EndAsync(ProtocolErrorCodes.ResumeExpired, GameCloseReasons.ResumeExpired.Name);
+            return Refuse(ProtocolErrorCodes.ResumeExpired);
         }
 
         var usingPrevious = token == S.PreviousToken;
@@ -265,6 +284,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         S.Confirmed = false;
         S.Phase = SessionPhase.Attached;
         S.Route = route;
+        S.LastConnectionKey = null;
         S.DetachedAtUnixMs = 0;
         Trim(clientHas);
         await saved.WriteStateAsync();
@@ -289,7 +309,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
         var replayed = reply.Frames.Count(f => f.Seq > 0);
         Log.ClusterSessionResumed(logger, SessionId, route.ConnectionKey, replayed, awayMs, previous?.ConnectionKey ?? "-");
-        return reply;
+        return reply with { AwayMs = awayMs, Replayed = replayed, TookOver = previous is not null && previous.ConnectionKey != route.ConnectionKey };
     }
 
     private async Task<SessionReply> ReceiveCore(string connectionKey, Inbound[] messages)
@@ -299,9 +319,16 @@ public sealed class SessionGrain : Grain, ISessionGrain
             return SessionReply.Fail(S.EndCode.Length > 0 ? S.EndCode : ProtocolErrorCodes.ResumeEnded, "the session has ended");
         }
 
+        if (S.Phase == SessionPhase.Detached && S.LastConnectionKey == connectionKey)
+        {
+            // Taken for lost (its gateway did not answer a route check) while it lives: the client is asked to come back
+            // through the resume, which replays what it lacks; nothing from this connection counts any more.
+            return new SessionReply(string.Empty, string.Empty, SessionId, [], 0, Reconnect: true);
+        }
+
         if (S.Phase != SessionPhase.Attached || S.Route?.ConnectionKey != connectionKey)
         {
-            // Taken over by a resume elsewhere (or dropped meanwhile): nothing from this connection counts any more.
+            // Taken over by a resume elsewhere: nothing from this connection counts any more.
             return new SessionReply(string.Empty, string.Empty, SessionId, [], 0, TakenOver: "the session is carried by another connection now");
         }
 
@@ -353,6 +380,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
             || !ReferenceEquals(S.Stream, streamBefore) || S.Confirmed != confirmedBefore)
         {
             await saved.WriteStateAsync();
+            acksUnsaved = false;
         }
 
         var frames = outbox.ToArray();
@@ -376,6 +404,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         }
 
         S.Phase = SessionPhase.Detached;
+        S.LastConnectionKey = connectionKey;
         S.Route = null;
         S.DetachedAtUnixMs = Now;
         await saved.WriteStateAsync();
@@ -569,6 +598,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         }
 
         S.Replay.RemoveRange(0, drop);
+        acksUnsaved |= drop > 0; // saved with the next change, or by the retransmit timer: a repeat costs nothing but bytes
     }
 
     private SessionReply Welcome(int heartbeatIntervalMs, bool resumed) =>
@@ -626,9 +656,9 @@ public sealed class SessionGrain : Grain, ISessionGrain
         StopTimer(ref routeCheck);
         StopTimer(ref retransmit);
         var check = TimeSpan.FromMilliseconds(cluster.RouteCheckMs);
-        routeCheck = this.RegisterGrainTimer(CheckRouteAsync, new GrainTimerCreationOptions(check, check) { KeepAlive = true });
+        routeCheck = this.RegisterGrainTimer(ct => Guard(() => CheckRouteAsync(ct)), new GrainTimerCreationOptions(check, check) { KeepAlive = true });
         var every = TimeSpan.FromMilliseconds(cluster.RetransmitMs);
-        retransmit = this.RegisterGrainTimer(RetransmitAsync, new GrainTimerCreationOptions(every, every) { KeepAlive = true });
+        retransmit = this.RegisterGrainTimer(ct => Guard(() => RetransmitAsync(ct)), new GrainTimerCreationOptions(every, every) { KeepAlive = true });
         lastProgressAt = Now;
     }
 
@@ -642,14 +672,16 @@ public sealed class SessionGrain : Grain, ISessionGrain
     private void StartExpiry(TimeSpan after)
     {
         StopTimer(ref expiry);
+        // Guarded: a failed end (Redis down) forgets memory; the room's sweep brings the grain back, and its activation
+        // finds the window passed and ends it then.
         expiry = this.RegisterGrainTimer(
-            async _ =>
+            _ => Guard(async () =>
             {
                 if (S.Phase == SessionPhase.Detached)
                 {
                     await EndAsync(ProtocolErrorCodes.ResumeExpired, GameCloseReasons.ResumeExpired.Name);
                 }
-            },
+            }),
             new GrainTimerCreationOptions(after, Timeout.InfiniteTimeSpan) { KeepAlive = true });
     }
 
@@ -660,11 +692,11 @@ public sealed class SessionGrain : Grain, ISessionGrain
         var left = TimeSpan.FromMilliseconds(Math.Max(0, S.EndedAtUnixMs + (long)keep.TotalMilliseconds - Now));
         StopTimer(ref expiry);
         expiry = this.RegisterGrainTimer(
-            async cancellationToken =>
+            cancellationToken => Guard(async () =>
             {
                 await saved.ClearStateAsync(cancellationToken);
                 DeactivateOnIdle();
-            },
+            }),
             new GrainTimerCreationOptions(left, Timeout.InfiniteTimeSpan) { KeepAlive = true });
     }
 
@@ -692,10 +724,13 @@ public sealed class SessionGrain : Grain, ISessionGrain
             lost = ex.GetType().Name;
         }
 
-        if (lost is not null && S.Route?.ConnectionKey == route.ConnectionKey)
+        // Twice in a row: one slow answer (a pause in the gateway, a silo restarting) is not a lost connection.
+        routeCheckFailures = lost is null ? 0 : routeCheckFailures + 1;
+        if (routeCheckFailures >= 2 && S.Route?.ConnectionKey == route.ConnectionKey)
         {
-            Log.ClusterRouteLost(logger, SessionId, route.ConnectionKey, lost);
-            await Dropped(route.ConnectionKey, ClusterNames.GatewayLost);
+            routeCheckFailures = 0;
+            Log.ClusterRouteLost(logger, SessionId, route.ConnectionKey, lost!);
+            await DroppedCore(route.ConnectionKey, ClusterNames.GatewayLost);
         }
     }
 
@@ -704,15 +739,21 @@ public sealed class SessionGrain : Grain, ISessionGrain
     /// acknowledged nothing for a while, the unacknowledged messages go again. The gateway writes only the next
     /// sequence number it has not written, so a repeat never reaches the client twice.
     /// </summary>
-    private Task RetransmitAsync(CancellationToken cancellationToken)
+    private async Task RetransmitAsync(CancellationToken cancellationToken)
     {
+        if (acksUnsaved)
+        {
+            // Acknowledgements alone are saved here, not on every Ack: after a failover the buffer then holds at most
+            // this interval's acknowledged messages, which the gateway skips as already written.
+            acksUnsaved = false;
+            await saved.WriteStateAsync(cancellationToken);
+        }
+
         if (S.Phase == SessionPhase.Attached && S.Route is { } route && S.Replay.Count > 0 && Now - lastProgressAt >= cluster.RetransmitMs)
         {
             lastProgressAt = Now;
             _ = route.Gateway.Deliver(route.ConnectionKey, [.. S.Replay]);
         }
-
-        return Task.CompletedTask;
     }
 
     private void Forget(string? token)

@@ -16,6 +16,13 @@ public static class GameScenarios
 
     internal static void CountGoodbye() => Interlocked.Increment(ref goodbyes);
 
+    /// <summary>Resumes play's resumable players made (against a cluster, when a gateway they were on was killed).</summary>
+    public static long PlayResumes => Interlocked.Read(ref playResumes);
+
+    internal static void CountResumes(int resumes) => Interlocked.Add(ref playResumes, resumes);
+
+    private static long playResumes;
+
     /// <summary>How <c>play</c>'s clean step went (null until it ran).</summary>
     public static CleanOutcome? PlayClean => Volatile.Read(ref lastClean);
 
@@ -25,14 +32,15 @@ public static class GameScenarios
     /// <c>state_update</c>. Each copy keeps its connection across invocations and replaces it if it died.
     /// </summary>
     public static ScenarioProps Play(
-        Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp, int cleanConcurrency, TimeSpan cleanDeadline)
+        Func<string, GameClientOptions> client, int roomSize, TimeSpan tick, LoadSimulation[] load, TimeSpan warmUp, int cleanConcurrency, TimeSpan cleanDeadline, bool resumable = false)
     {
         var pool = new ClientPool<PlayerBot>(
             context => PlayerBot.ConnectAsync(
                 client(context.ScenarioInfo.InstanceId),
                 $"room{context.ScenarioInfo.InstanceNumber / roomSize}",
-                lateness => context.Record("state_update", Response.Ok(), lateness)),
-            bot => bot.Connection.Closed,
+                lateness => context.Record("state_update", Response.Ok(), lateness),
+                resumable),
+            bot => bot.Ended,
             bot => bot.DisposeAsync());
         return Scenario.Create("play", async context =>
             {

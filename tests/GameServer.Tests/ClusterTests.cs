@@ -56,6 +56,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         await ExpectEchoesAsync(session, 41, 41); // and nothing was answered twice: the next message is the next Echo
         await NextAsync<StateUpdate>(session, u => u.Players.Any(p => p.PlayerId == session.SessionId));
         Assert.Equal(1, session.Resumes);
+        Assert.Equal(0, session.DuplicatesDropped); // the gateway wrote each reliable message once
         await GoodbyeAsync(session);
     }
 
@@ -64,17 +65,43 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
     {
         await cluster.WaitHealthyAsync();
         const string Room = "silo-kill";
-        await using var mover = await ConnectAsync("mover");
         await using var watcher = await ConnectAsync("watcher");
-        await mover.SendAsync(new JoinRoom(Room));
         await watcher.SendAsync(new JoinRoom(Room));
+        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == watcher.SessionId));
+        var silo = SiloOfRoom(Room);
+
+        // The mover's session must live where the room does, so the kill takes both: a player is placed at random,
+        // so players are opened until one lands there (each has a one in two chance).
+        GameSession? mover = null;
+        var others = new List<GameSession>();
+        for (var i = 0; i < 20 && mover is null; i++)
+        {
+            var candidate = await ConnectAsync($"mover{i}");
+            if (cluster.Log(silo).Contains($"Session {candidate.SessionId} opened", StringComparison.Ordinal))
+            {
+                mover = candidate;
+            }
+            else
+            {
+                others.Add(candidate);
+            }
+        }
+
+        foreach (var other in others)
+        {
+            await GoodbyeAsync(other);
+            await other.DisposeAsync();
+        }
+
+        Assert.NotNull(mover);
+        await using var _ = mover;
+        await mover.SendAsync(new JoinRoom(Room));
         await mover.SendAsync(new Move(1, 3, 4));
         await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == mover.SessionId && p.LastSeq == 1));
         await EchoAsync(mover, 1, 10);
         await ExpectEchoesAsync(mover, 1, 10);
         await Task.Delay(TimeSpan.FromSeconds(1.5)); // one room save interval: the position is in Redis too
 
-        var silo = SiloOfRoom(Room);
         var killedAt = Stopwatch.StartNew();
         cluster.Signal(silo, ClusterProcess.Sigkill);
         await EchoAsync(mover, 11, 20);
@@ -102,6 +129,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         await ExpectEchoesAsync(mover, 11, 20);
         Assert.Equal(0, mover.Resumes); // a pause, not a drop: the connections never went
         Assert.Equal(0, watcher.Resumes);
+        Assert.Equal(0, mover.DuplicatesDropped); // nothing reached the client twice
         await GoodbyeAsync(mover);
         await GoodbyeAsync(watcher);
     }
@@ -140,7 +168,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
     }
 
     [Fact]
-    public async Task RedisRestarted_PlayersCarryOnWithEveryEchoOnce_AndNewPlayersJoinTheirRoom()
+    public async Task RedisKilledAndRestarted_PlayersCarryOnWithEveryEchoOnce_AndNewPlayersJoinTheirRoom()
     {
         await cluster.WaitHealthyAsync();
         const string Room = "redis-restart";
@@ -149,10 +177,11 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         await EchoAsync(session, 1, 10);
         await ExpectEchoesAsync(session, 1, 10);
 
-        // Echoes go on every 50 ms while Redis stops, is down, and is started again by the launcher (its data from
-        // the append-only file): the sessions' saves fail meanwhile, and the gateway retries until they succeed.
+        // Echoes go on every 50 ms while Redis is killed (SIGKILL: no clean shutdown), is down, and is started again
+        // by the launcher (its data from the append-only file, synced on every write): the sessions' saves fail
+        // meanwhile, and the gateway retries until they succeed.
         var redis = cluster.Pid("redis");
-        cluster.Signal("redis", ClusterProcess.Sigterm);
+        cluster.Signal("redis", ClusterProcess.Sigkill);
         var echoes = 10;
         var since = Stopwatch.StartNew();
         while (RedisPid() is var now && (now is null || now == redis))

@@ -68,7 +68,8 @@ public sealed partial class ClusterProcess : IAsyncDisposable
             start.ArgumentList.Add(arg);
         }
 
-        start.Environment["CONFIG"] = "Release";
+        // The configuration these tests were built in (bin/<config>/net10.0): the server beside them is built the same way.
+        start.Environment["CONFIG"] = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
         var cluster = new ClusterProcess(Process.Start(start)!, port, folder);
         await cluster.WaitHealthyAsync(TimeSpan.FromSeconds(90));
         return cluster;
@@ -234,7 +235,7 @@ public sealed partial class ClusterProcess : IAsyncDisposable
     /// <summary>A base port whose whole block (HAProxy, gateways, silos, operator ports, Redis) is free now.</summary>
     private static int FreeBasePort()
     {
-        int[] offsets = [0, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60];
+        int[] offsets = [0, 10, 11, 20, 21, 30, 31, 40, 41, 50, 51, 60, 70];
         for (var attempt = 0; attempt < 100; attempt++)
         {
             var port = Random.Shared.Next(20_000, 30_000);
