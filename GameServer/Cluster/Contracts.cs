@@ -64,10 +64,13 @@ public interface IGatewayObserver : IGrainObserver
     [Alias("Deliver")]
     Task Deliver(string connectionKey, Frame[] frames);
 
-    /// <summary>One room tick for the listed connections: a whole frame (length header included), encoded once.</summary>
+    /// <summary>
+    /// One room tick for the listed connections: a whole frame (length header included), encoded once. One-way calls
+    /// may overtake each other: a tick older than one already sent for the room is dropped.
+    /// </summary>
     [OneWay]
     [Alias("RoomUpdate")]
-    Task RoomUpdate(string roomId, byte[] frame, string[] connectionKeys);
+    Task RoomUpdate(string roomId, long tick, byte[] frame, string[] connectionKeys);
 
     /// <summary>The session moved to another connection: close this one with Goodbye(<paramref name="reason"/>).</summary>
     [OneWay]
@@ -135,9 +138,13 @@ public interface IRoomGrain : IGrainWithStringKey
     [Alias("SetRoute")]
     Task SetRoute(string sessionId, Route? route);
 
+    /// <summary>
+    /// The member's position and the Move's own seq; <paramref name="order"/> is the session's inbound sequence number
+    /// of that Move, which only grows, so a Move that overtook a newer one on the way is not applied after it.
+    /// </summary>
     [OneWay]
     [Alias("Move")]
-    Task Move(string sessionId, float x, float y, long seq);
+    Task Move(string sessionId, float x, float y, long seq, long order);
 
     /// <summary>The room now, flagged as after a gap: the first update a resumed member gets.</summary>
     [Alias("Snapshot")]

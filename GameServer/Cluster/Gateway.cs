@@ -18,7 +18,10 @@ namespace GameServer.Cluster;
 public sealed class Gateway : IGatewayObserver, IHostedService
 {
     private readonly ConcurrentDictionary<string, ClusterSessionHandler> connections = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, UpdateBatch> roomBatches = new(StringComparer.Ordinal);
+    /// <summary>How far behind the newest a tick may be to count as overtaken rather than a room restarted from an older save.</summary>
+    private const long StaleTicks = 100;
+
+    private readonly ConcurrentDictionary<string, RoomBatch> roomBatches = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, bool> lastWords = new();
     private readonly Lazy<IGatewayObserver> reference;
     private static readonly TimeSpan ProbeRetryDelay = TimeSpan.FromSeconds(1);
@@ -77,23 +80,29 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     /// (<see cref="UpdateBatch"/>, one per room so a room's newer tick replaces only its own older one). A member that
     /// is not writable is skipped: it gets the next tick instead of a queue of stale ones.
     /// </summary>
-    public Task RoomUpdate(string roomId, byte[] frame, string[] connectionKeys)
+    public Task RoomUpdate(string roomId, long tick, byte[] frame, string[] connectionKeys)
     {
-        var batch = roomBatches.GetOrAdd(roomId, _ => new UpdateBatch());
+        var batch = roomBatches.GetOrAdd(roomId, _ => new RoomBatch());
         var update = Unpooled.WrappedBuffer(frame);
         try
         {
             lock (batch)
             {
+                if (tick <= batch.LastTick && tick > batch.LastTick - StaleTicks)
+                {
+                    return Task.CompletedTask; // overtaken by a newer tick of the room (a room back on another silo starts again lower)
+                }
+
+                batch.LastTick = tick;
                 foreach (var key in connectionKeys)
                 {
                     if (connections.TryGetValue(key, out var handler) && handler.UpdateTarget() is { } connection)
                     {
-                        batch.Add(connection, (IByteBuffer)update.Retain());
+                        batch.Updates.Add(connection, (IByteBuffer)update.Retain());
                     }
                 }
 
-                batch.Dispatch();
+                batch.Updates.Dispatch();
             }
         }
         finally
@@ -158,5 +167,13 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         {
             // The sessions whose drops did not arrive find out by their route checks.
         }
+    }
+
+    /// <summary>One room's updates on their way to this gateway's loops, and the newest tick sent.</summary>
+    private sealed class RoomBatch
+    {
+        public UpdateBatch Updates { get; } = new();
+
+        public long LastTick { get; set; }
     }
 }

@@ -17,6 +17,9 @@ public sealed class RoomState
     [Id(0)] public List<MemberState> Members { get; set; } = [];
 
     [Id(1)] public long Tick { get; set; }
+
+    /// <summary>When it was saved: a room back on another silo counts the ticks it missed, so its ticks only grow.</summary>
+    [Id(2)] public long SavedAtUnixMs { get; set; }
 }
 
 [GenerateSerializer]
@@ -30,6 +33,9 @@ public sealed class MemberState
     [Id(2)] public float Y { get; set; }
 
     [Id(3)] public long Seq { get; set; }
+
+    /// <summary>The session's inbound sequence number of the Move applied last.</summary>
+    [Id(5)] public long Order { get; set; }
 
     /// <summary>What the others were last told about this member (Presence), so a room back on another silo does not tell them again.</summary>
     [Id(4)] public bool Connected { get; set; } = true;
@@ -82,6 +88,11 @@ public sealed class RoomGrain : Grain, IRoomGrain
     public override Task OnActivateAsync(CancellationToken cancellationToken)
     {
         Log.ClusterRoomActivated(logger, RoomId, Members.Count);
+        if (saved.State.SavedAtUnixMs > 0)
+        {
+            saved.State.Tick += Math.Max(0, Now - saved.State.SavedAtUnixMs) * game.TickRateHz / 1000 + 1;
+        }
+
         if (Members.Count > 0)
         {
             // Back from saved state: the seats are here, the routes are not. Each member says where it is now.
@@ -154,10 +165,12 @@ public sealed class RoomGrain : Grain, IRoomGrain
         }
     }
 
-    public Task Move(string sessionId, float x, float y, long seq)
+    public Task Move(string sessionId, float x, float y, long seq, long order)
     {
-        if (Find(sessionId) is { } member)
+        // One-way calls may overtake each other: the session's order (its inbound sequence number) decides which is newer.
+        if (Find(sessionId) is { } member && order > member.Order)
         {
+            member.Order = order;
             member.X = x;
             member.Y = y;
             member.Seq = seq;
@@ -184,7 +197,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             foreach (var gateway in routes.GroupBy(r => r.Value.Gateway))
             {
-                _ = gateway.Key.RoomUpdate(RoomId, frame, [.. gateway.Select(r => r.Value.ConnectionKey)]);
+                _ = gateway.Key.RoomUpdate(RoomId, saved.State.Tick, frame, [.. gateway.Select(r => r.Value.ConnectionKey)]);
             }
         }
 
@@ -241,6 +254,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
     private async Task SaveAsync()
     {
         lastSaveAt = Now;
+        saved.State.SavedAtUnixMs = lastSaveAt;
         try
         {
             await saved.WriteStateAsync();

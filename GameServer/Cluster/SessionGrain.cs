@@ -60,6 +60,18 @@ public sealed class SessionState
     /// <summary>The connection that carried the session until it was taken for lost (detached only).</summary>
     [Id(18)] public string? LastConnectionKey { get; set; }
 
+    /// <summary>
+    /// The newest Move handled, and its inbound sequence number: saved with the session, so a room that lost it (a
+    /// one-way call lost with a silo, or a room back from an older save) gets it again from here.
+    /// </summary>
+    [Id(19)] public float X { get; set; }
+
+    [Id(20)] public float Y { get; set; }
+
+    [Id(21)] public long MoveSeq { get; set; }
+
+    [Id(22)] public long MoveOrder { get; set; }
+
     /// <summary>Version 2: the client numbers, acknowledges and may resume. Version 1: the gateway does the numbering for it.</summary>
     public bool Sequenced => ProtocolVersion >= Framing.ProtocolVersion2;
 
@@ -117,6 +129,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
     private IGrainTimer? retransmit;
     private long lastProgressAt;
     private bool acksUnsaved;
+    private bool moved;
     private int routeCheckFailures;
 
     public SessionGrain(
@@ -253,9 +266,11 @@ public sealed class SessionGrain : Grain, ISessionGrain
             return Refuse(S.UsedTokens.Contains(token) ? ProtocolErrorCodes.ResumeTokenUsed : ProtocolErrorCodes.ResumeUnknown);
         }
 
-        if (usingPrevious && S.Phase == SessionPhase.Attached)
+        if (usingPrevious && S.Phase == SessionPhase.Attached && await RouteAliveAsync(S.Route!))
         {
-            return Refuse(ProtocolErrorCodes.ResumeTokenUsed); // the losing side of a race: the resume connection lives
+            // The losing side of a race: the resume connection lives. (Unlike one process, a cluster may not yet know
+            // that it died with its gateway; then the client lost that resume's Welcome and may use the token again.)
+            return Refuse(ProtocolErrorCodes.ResumeTokenUsed);
         }
 
         if (clientHas < 0 || clientHas > S.LastSentSeq)
@@ -333,6 +348,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         }
 
         var receivedBefore = S.LastReceivedSeq;
+        moved = false;
         var sentBefore = S.LastSentSeq;
         var roomBefore = S.Room;
         var streamBefore = S.Stream;
@@ -366,7 +382,12 @@ public sealed class SessionGrain : Grain, ISessionGrain
                 }
 
                 S.LastReceivedSeq = inbound.Seq;
-                await HandleAsync(ProtocolSerializer.Deserialize(inbound.Message));
+                await HandleAsync(ProtocolSerializer.Deserialize(inbound.Message), inbound.Seq);
+            }
+
+            if (moved)
+            {
+                TellRoomPosition();
             }
         }
         catch (ProtocolViolationException violation)
@@ -445,9 +466,19 @@ public sealed class SessionGrain : Grain, ISessionGrain
         }
 
         await RoomOf(roomId).SetRoute(SessionId, S.Phase == SessionPhase.Attached ? S.Route : null);
+        TellRoomPosition();
     }
 
-    private async Task HandleAsync(IMessage message)
+    /// <summary>One-way, and so may be lost or overtaken: the room applies only a newer order, and the sweep repeats it.</summary>
+    private void TellRoomPosition()
+    {
+        if (S.Room is { } room && S.MoveOrder > 0)
+        {
+            _ = RoomOf(room).Move(SessionId, S.X, S.Y, S.MoveSeq, S.MoveOrder);
+        }
+    }
+
+    private async Task HandleAsync(IMessage message, long order)
     {
         switch (message)
         {
@@ -467,6 +498,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
                 S.Room = join.RoomId;
                 await RoomOf(join.RoomId).Join(SessionId, S.Route);
+                TellRoomPosition(); // a player keeps its position from room to room, as in one process
                 break;
             case Move move:
                 if (!float.IsFinite(move.X) || !float.IsFinite(move.Y))
@@ -474,10 +506,8 @@ public sealed class SessionGrain : Grain, ISessionGrain
                     throw new ProtocolViolationException(ProtocolErrorCodes.InvalidArgument, "Move with a non-finite coordinate");
                 }
 
-                if (S.Room is { } room)
-                {
-                    _ = RoomOf(room).Move(SessionId, move.X, move.Y, move.Seq);
-                }
+                (S.X, S.Y, S.MoveSeq, S.MoveOrder) = (move.X, move.Y, move.Seq, order);
+                moved = true; // the room hears only the newest Move of a call: it keeps nothing older
 
                 break;
             case StreamRequest request:
@@ -530,9 +560,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         var budget = stream.IntervalMs > 0 ? 1 : StreamItemsPerTurn;
         while (budget-- > 0 && stream.Next < stream.Count && HasRoomFor(stream.PayloadBytes + 32))
         {
-            var payload = new byte[stream.PayloadBytes];
-            BitConverter.TryWriteBytes(payload, stream.Next);
-            SendReliable(new StreamItem(stream.Next, payload));
+            SendReliable(new StreamItem(stream.Next, StreamPayload(stream.PayloadBytes)));
             stream.Next++;
         }
 
@@ -560,6 +588,18 @@ public sealed class SessionGrain : Grain, ISessionGrain
         {
             _ = route.Gateway.Deliver(route.ConnectionKey, frames);
         }
+    }
+
+    /// <summary>The same payload as one process sends (<see cref="Game.StreamSender"/>): byte i is i mod 256, so a reader can check it.</summary>
+    private static byte[] StreamPayload(int bytes)
+    {
+        var payload = new byte[bytes];
+        for (var i = 0; i < payload.Length; i++)
+        {
+            payload[i] = (byte)i;
+        }
+
+        return payload;
     }
 
     private bool HasRoomFor(int bytes) =>
@@ -753,6 +793,19 @@ public sealed class SessionGrain : Grain, ISessionGrain
         {
             lastProgressAt = Now;
             _ = route.Gateway.Deliver(route.ConnectionKey, [.. S.Replay]);
+        }
+    }
+
+    /// <summary>Whether the route's gateway still has its connection; no answer within a route check's time means no.</summary>
+    private async Task<bool> RouteAliveAsync(Route route)
+    {
+        try
+        {
+            return await route.Gateway.Owns(route.ConnectionKey).WaitAsync(TimeSpan.FromMilliseconds(cluster.RouteCheckMs));
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            return false;
         }
     }
 

@@ -79,7 +79,15 @@ public sealed class ResumeScenario
         Interlocked.Increment(ref resumes);
 
         await PlayHalfAsync(session, MovesPerHalf + 1);
-        await seen.CompleteAsync(StreamItems, 2 * EchoesPerHalf, lastMove: 2 * MovesPerHalf).WaitAsync(Patience);
+        try
+        {
+            await seen.CompleteAsync(StreamItems, 2 * EchoesPerHalf, lastMove: 2 * MovesPerHalf).WaitAsync(Patience);
+        }
+        catch (TimeoutException)
+        {
+            // Say what is missing: the stream, the Echo answers, or the room's word on the last Move.
+            return Response.Fail("incomplete_after_resume", 0, seen.Describe(StreamItems, 2 * EchoesPerHalf, 2 * MovesPerHalf));
+        }
         var goodbye = await session.GoodbyeAsync("resume");
         Expected.AddOrUpdate("client_goodbye", 1, (_, n) => n + 1);
         Interlocked.Add(ref reliableSent, session.LastSentSeq);
@@ -155,6 +163,14 @@ public sealed class ResumeScenario
         }
 
         public Task ItemsAtLeastAsync(int items) => CompleteAsync(items, 0, 0);
+
+        public string Describe(int items, int echoes, long lastMove)
+        {
+            lock (gate)
+            {
+                return $"after {Patience.TotalSeconds} s: stream items {Items.Count} of {items}, Echo answers {Echoes.Count} of {echoes}, last Move seen in a StateUpdate {lastMoveSeen} of {lastMove}";
+            }
+        }
 
         public Task CompleteAsync(int items, int echoes, long lastMove)
         {

@@ -110,7 +110,8 @@ stop_all() {
     for name in $group; do
       [ "${PIDS[$name]}" != 0 ] || continue
       wait "${PIDS[$name]}" 2>/dev/null || true
-      rm -f "$DIR/$name.pid"
+      # Only its own: another launcher may have started in this folder since.
+      [ "$(cat "$DIR/$name.pid" 2>/dev/null)" != "${PIDS[$name]}" ] || rm -f "$DIR/$name.pid"
     done
   done
   echo "cluster: stopped (logs in $DIR)" >&2

@@ -257,8 +257,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
             {
                 case StreamItem item:
                     Assert.Equal(items, item.Index);
-                    Assert.Equal(items, BitConverter.ToInt32(item.Payload));
-                    Assert.Equal(512, item.Payload.Length);
+                    Assert.Equal(Enumerable.Range(0, 512).Select(i => (byte)i), item.Payload); // as one process sends it
                     items++;
                     break;
                 case Echo echo:
@@ -274,6 +273,163 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         Assert.Equal((300, 20), (items, echoes));
         var goodbye = await player.GoodbyeAsync();
         Assert.Equal(GameCloseReasons.ClientGoodbye.Name, goodbye?.Reason);
+    }
+
+    [Theory]
+    [InlineData(ClientCloseMode.Abort)]
+    [InlineData(ClientCloseMode.HalfClose)]
+    [InlineData(ClientCloseMode.Silent)]
+    public async Task APlayerWhoDropsMidStream_ResumesWithEveryItemEchoAndMoveOnce(ClientCloseMode drop)
+    {
+        await cluster.WaitHealthyAsync();
+        await DropMidStreamAndResumeAsync($"{drop}", drop);
+    }
+
+    [Fact]
+    public async Task TwelvePlayersDroppingMidStreamAtOnce_AllResumeWithEveryItemEchoAndMoveOnce()
+    {
+        await cluster.WaitHealthyAsync();
+        ClientCloseMode[] modes = [ClientCloseMode.Abort, ClientCloseMode.HalfClose, ClientCloseMode.Silent];
+        await Task.WhenAll(Enumerable.Range(0, 12).Select(i => DropMidStreamAndResumeAsync($"many{i}", modes[i % 3], $"many-room{i % 4}")));
+    }
+
+    [Fact]
+    public async Task ARoomThatEmptied_IsJoinedAgain_AndItsNewPlayersResumeWithEverything()
+    {
+        await cluster.WaitHealthyAsync();
+        await DropMidStreamAndResumeAsync("first", ClientCloseMode.Abort, "reused-room");
+        await DropMidStreamAndResumeAsync("second", ClientCloseMode.HalfClose, "reused-room");
+        await DropMidStreamAndResumeAsync("third", ClientCloseMode.Silent, "reused-room");
+    }
+
+    [Fact]
+    public async Task APlayerAloneInItsRoom_DropsMidStream_AndItsMovesAfterTheResumeReachTheRoom()
+    {
+        await cluster.WaitHealthyAsync();
+        await DropMidStreamAndResumeAsync("alone", ClientCloseMode.HalfClose, watched: false);
+    }
+
+    private async Task DropMidStreamAndResumeAsync(string name, ClientCloseMode drop, string? sharedRoom = null, bool watched = true)
+    {
+        await using var watcher = watched ? await ConnectAsync($"watch-{name}") : null;
+        await using var session = await ConnectAsync($"drop-{name}");
+        var resumed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        session.Resumed += (_, _) => resumed.TrySetResult();
+        var room = sharedRoom ?? $"drop-{name}";
+        if (watcher is not null)
+        {
+            await watcher.SendAsync(new JoinRoom(room));
+        }
+
+        await session.SendAsync(new JoinRoom(room));
+        await session.SendAsync(new StreamRequest(200, 64, 5));
+        var items = new List<int>();
+        var echoes = new List<long>();
+        long lastMove = 0;
+        var reading = Task.Run(async () =>
+        {
+            await foreach (var message in session.Incoming.ReadAllAsync())
+            {
+                lock (items)
+                {
+                    switch (message)
+                    {
+                        case StreamItem item:
+                            Assert.Equal(Enumerable.Range(0, 64).Select(i => (byte)i), item.Payload);
+                            items.Add(item.Index);
+                            break;
+                        case Echo echo:
+                            echoes.Add(echo.Seq);
+                            break;
+                        case StateUpdate update:
+                            lastMove = Math.Max(lastMove, update.Players.FirstOrDefault(p => p.PlayerId == session.SessionId)?.LastSeq ?? 0);
+                            break;
+                    }
+                }
+            }
+        });
+
+        for (var i = 1; i <= 10; i++)
+        {
+            await session.SendAsync(new Move(i, i, -i));
+            await session.SendAsync(new Echo(i, [(byte)i]));
+        }
+
+        // Mid-stream: items and their acknowledgements are on the wire both ways when the connection goes.
+        var waited = Stopwatch.StartNew();
+        while (waited.Elapsed < Patience)
+        {
+            lock (items)
+            {
+                if (items.Count >= 40)
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(10);
+        }
+
+        await session.DropConnectionAsync(drop);
+        await resumed.Task.WaitAsync(Patience);
+        for (var i = 11; i <= 20; i++)
+        {
+            await session.SendAsync(new Move(i, i, -i));
+            await session.SendAsync(new Echo(i, [(byte)i]));
+        }
+
+        var since = Stopwatch.StartNew();
+        while (since.Elapsed < Patience)
+        {
+            lock (items)
+            {
+                if (items.Count >= 200 && echoes.Count >= 20 && lastMove >= 20)
+                {
+                    break;
+                }
+            }
+
+            await Task.Delay(50);
+        }
+
+        lock (items)
+        {
+            output.WriteLine($"{name}: items {items.Count}, echoes {echoes.Count}, last move {lastMove} after {since.ElapsedMilliseconds} ms");
+            Assert.Equal(Enumerable.Range(0, 200), items);
+            Assert.Equal(Enumerable.Range(1, 20).Select(i => (long)i), echoes);
+            Assert.Equal(20, lastMove);
+        }
+
+        await GoodbyeAsync(session);
+        await reading;
+        if (watcher is not null)
+        {
+            await NextAsync<StateUpdate>(watcher, u => u.Players.All(p => p.PlayerId != session.SessionId)); // it left; the room goes on
+            await GoodbyeAsync(watcher);
+        }
+    }
+
+    [Fact]
+    public async Task TheLoadSuiteWithChaosThatKillsGatewaysAndSilos_HoldsItsThresholds_AndEveryResumeIsExactlyOnce()
+    {
+        await cluster.WaitHealthyAsync();
+        var reports = Path.Combine(Path.GetTempPath(), $"load-cluster-{Guid.NewGuid():N}");
+        using var load = BotProcess.StartIn(
+            null,
+            BotProcess.BuiltDll("LoadTests", "LoadTests.dll"),
+            "--cluster", cluster.Folder, "--duration", "32", "--warm-up", "1", "--copies", "24", "--churn-rate", "3", "--chaos-rate", "1", "--resume-rate", "1",
+            "--kill-interval", "8", "--max-echo-p99-ms", "15000", "--max-state-update-p99-ms", "15000", "--max-connect-p99-ms", "15000",
+            "--max-fail-percent", "10", "--max-generator-lag-ms", "2000", "--report-folder", reports);
+        var exit = await load.WaitExitAsync(TimeSpan.FromMinutes(4));
+        output.WriteLine(load.Output);
+
+        Assert.True(exit == 0, load.Output);
+        Assert.Contains("load: all thresholds held", load.Output, StringComparison.Ordinal);
+        Assert.Matches(@"\| kill \| global \| [2-9] \| 0 \|.*gateway1: 1.*silo1: 1", load.Output); // a gateway and a silo killed, at least
+        Assert.Matches(@"\| resume \| global \| [1-9]\d* \| 0 \|", load.Output); // every victim got every item, Echo and Move once
+        Assert.Matches(@"\| play \| echo \| [1-9]\d* \| 0 \|", load.Output);
+        Assert.Contains("server active connections: baseline 0, after the run 0", load.Output, StringComparison.Ordinal);
+        Directory.Delete(reports, recursive: true);
     }
 
     [Fact]
