@@ -7,12 +7,14 @@
 # them to reconnect; with the whole cluster stopping, their reconnects fail and they end), then HAProxy, the silos,
 # Redis. Each part runs in a session of its own, so Ctrl+C at the terminal reaches only the launcher.
 #
-# usage: ops/cluster/cluster.sh [--port P] [--dir D] [--no-restart]
+# usage: ops/cluster/cluster.sh [--port P] [--dir D] [--no-restart] [--redis-fsync always|everysec]
 #   --port P      HAProxy's port for players (default 7777); the other ports follow from it:
 #                 gateways P+10, P+11 (operator ports P+20, P+21), silos P+30, P+31 (gateway-facing P+40, P+41,
 #                 operator ports P+50, P+51), Redis P+60, HAProxy's runtime API P+70
 #   --dir D       where logs, pid files and Redis's data go (default: a new folder under /tmp)
 #   --no-restart  leave a part that died down
+#   --redis-fsync always (default: every save on disk before the grain goes on, so a killed Redis loses nothing a
+#                 client saw) or everysec (faster; a Redis crash may lose the last second: see docs/CLUSTER.md)
 # Needs the server built (./run.sh cluster builds it) and Debian's redis-server and haproxy (installed when missing).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -20,6 +22,7 @@ cd "$(dirname "$0")/../.."
 PORT=7777
 DIR=
 RESTART=1
+FSYNC=always
 while [ $# -gt 0 ]; do
   case "$1" in
     --port) PORT=$2; shift 2 ;;
@@ -27,9 +30,12 @@ while [ $# -gt 0 ]; do
     --dir) DIR=$2; shift 2 ;;
     --dir=*) DIR=${1#*=}; shift ;;
     --no-restart) RESTART=0; shift ;;
+    --redis-fsync) FSYNC=$2; shift 2 ;;
+    --redis-fsync=*) FSYNC=${1#*=}; shift ;;
     *) echo "cluster: unknown option $1" >&2; exit 2 ;;
   esac
 done
+[[ "$FSYNC" == always || "$FSYNC" == everysec ]] || { echo "cluster: --redis-fsync must be always or everysec, not '$FSYNC'" >&2; exit 2; }
 [ -n "$DIR" ] || DIR=$(mktemp -d /tmp/gameserver-cluster-XXXXXX)
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
@@ -56,7 +62,7 @@ define() {
 
 # appendfsync always: a save a session grain was told succeeded is on disk before anything it sent leaves, so even a
 # SIGKILLed Redis comes back with every sequence number a client has seen.
-define redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DIR" --appendonly yes --appendfsync always --save "" --protected-mode yes
+define redis redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$DIR" --appendonly yes --appendfsync "$FSYNC" --save "" --protected-mode yes
 for i in 1 2; do
   define "silo$i" dotnet "$SERVER" "${COMMON[@]}" --Cluster:Role=silo \
     "--Cluster:SiloPort=$((PORT + 29 + i))" "--Cluster:ClientPort=$((PORT + 39 + i))" "--Metrics:Port=$((PORT + 49 + i))"
