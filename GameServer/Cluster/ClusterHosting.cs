@@ -19,11 +19,7 @@ public static class ClusterHosting
     {
         builder.UseOrleans(silo => silo
             .UseRedisClustering(o => o.ConfigurationOptions = Redis(cluster))
-            .Configure<ClusterOptions>(o =>
-            {
-                o.ClusterId = cluster.ClusterId;
-                o.ServiceId = cluster.ServiceId;
-            })
+            .Configure<ClusterOptions>(o => SameCluster(o, cluster))
             .ConfigureEndpoints(IPAddress.Parse(cluster.AdvertisedAddress), cluster.SiloPort, cluster.ClientPort)
             .Configure<SiloMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMilliseconds(cluster.ResponseTimeoutMs))
             .Configure<ClusterMembershipOptions>(o =>
@@ -44,17 +40,20 @@ public static class ClusterHosting
     {
         builder.UseOrleansClient(client => client
             .UseRedisClustering(o => o.ConfigurationOptions = Redis(cluster))
-            .Configure<ClusterOptions>(o =>
-            {
-                o.ClusterId = cluster.ClusterId;
-                o.ServiceId = cluster.ServiceId;
-            })
+            .Configure<ClusterOptions>(o => SameCluster(o, cluster))
             .Configure<GatewayOptions>(o => o.GatewayListRefreshPeriod = GatewayListRefresh)
             .Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMilliseconds(cluster.ResponseTimeoutMs))
             .UseConnectionRetryFilter<ConnectRetryFilter>());
         builder.Services.AddSingleton<Gateway>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<Gateway>());
         builder.Services.AddSingleton<ISessionHandlerFactory, ClusterSessionHandlerFactory>();
+    }
+
+    /// <summary>Silos and gateways with the same ids form one cluster and share its grain state.</summary>
+    private static void SameCluster(ClusterOptions options, ClusterModeOptions cluster)
+    {
+        options.ClusterId = cluster.ClusterId;
+        options.ServiceId = cluster.ServiceId;
     }
 
     private static ConfigurationOptions Redis(ClusterModeOptions cluster)

@@ -118,9 +118,16 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
             }
             else if (sessionId is not null || starting)
             {
-                // What the client sent before its FIN is handled first: the Goodbye's count covers it.
+                // What the client sent before its FIN is handled first: the Goodbye's count covers it. Whether the
+                // session is kept is known only once it started (a FIN may come while its Hello is with the grain).
                 afterDrain ??= () =>
                 {
+                    if (resumable)
+                    {
+                        _ = connection.CloseGracefullyAsync(CloseReason.PeerClosed, detail: "peer sent FIN; session kept for a resume");
+                        return;
+                    }
+
                     EndSession(CloseReason.PeerClosed.Name);
                     _ = connection.CloseGracefullyAsync(
                         CloseReason.PeerClosed, c => GameConnectionProtocol.CreateGoodbye(CloseReason.PeerClosed, c), "peer sent FIN; answered with Goodbye");
@@ -129,11 +136,7 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
             }
             else
             {
-                EndSession(CloseReason.PeerClosed.Name);
-                _ = connection.CloseGracefullyAsync(
-                    CloseReason.PeerClosed,
-                    c => sessionId is null ? null : GameConnectionProtocol.CreateGoodbye(CloseReason.PeerClosed, c),
-                    sessionId is null ? "peer sent FIN before Hello" : "peer sent FIN; answered with Goodbye");
+                _ = connection.CloseGracefullyAsync(CloseReason.PeerClosed, detail: "peer sent FIN before Hello");
             }
 
             return;

@@ -146,25 +146,9 @@ public class HaproxyTests
         private static int MetricsPort(TestServer server) =>
             server.Services.GetRequiredService<GameServer.Hosting.OpsEndpoint>().Address!.Port;
 
-        private async Task<Dictionary<string, ServerState>> ShowStatAsync()
-        {
-            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            await socket.ConnectAsync(new UnixDomainSocketEndPoint(Socket));
-            await socket.SendAsync(Encoding.ASCII.GetBytes("show stat\n"), SocketFlags.None);
-            var text = new StringBuilder();
-            var buffer = new byte[8192];
-            int read;
-            while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-            {
-                text.Append(Encoding.ASCII.GetString(buffer, 0, read));
-            }
-
-            var lines = text.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-            var header = lines[0].TrimStart('#', ' ').Split(',');
-            int Column(string name) => Array.IndexOf(header, name);
-            return lines.Skip(1).Select(l => l.Split(','))
-                .Where(f => f[0] == "gameservers" && f[1] is "gs1" or "gs2")
-                .ToDictionary(f => f[1], f => new ServerState(f[Column("status")], f[Column("check_status")], f[Column("check_code")]));
-        }
+        private async Task<Dictionary<string, ServerState>> ShowStatAsync() =>
+            (await HaproxyStats.ReadAsync(Socket))
+                .Where(row => row["pxname"] == "gameservers" && row["svname"] is "gs1" or "gs2")
+                .ToDictionary(row => row["svname"], row => new ServerState(row["status"], row["check_status"], row["check_code"]));
     }
 }

@@ -136,27 +136,10 @@ public sealed partial class ClusterProcess : IAsyncDisposable
     }
 
     /// <summary>HAProxy's view of each gateway (UP, DOWN, ...), from its runtime API.</summary>
-    public async Task<Dictionary<string, string>> HaproxyStatusAsync()
-    {
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(Path.Combine(Folder, "haproxy.sock")));
-        await socket.SendAsync(Encoding.ASCII.GetBytes("show stat\n"), SocketFlags.None);
-        var text = new StringBuilder();
-        var buffer = new byte[8192];
-        int read;
-        while ((read = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
-        {
-            text.Append(Encoding.ASCII.GetString(buffer, 0, read));
-        }
-
-        var lines = text.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
-        var header = lines[0].TrimStart('#', ' ').Split(',');
-        var name = Array.IndexOf(header, "svname");
-        var status = Array.IndexOf(header, "status");
-        return lines.Skip(1).Select(l => l.Split(','))
-            .Where(f => f.Length > status && f[0] == "gateways" && f[name].StartsWith("gateway", StringComparison.Ordinal))
-            .ToDictionary(f => f[name], f => f[status]);
-    }
+    public async Task<Dictionary<string, string>> HaproxyStatusAsync() =>
+        (await HaproxyStats.ReadAsync(Path.Combine(Folder, "haproxy.sock")))
+            .Where(row => row["pxname"] == "gateways" && row["svname"].StartsWith("gateway", StringComparison.Ordinal))
+            .ToDictionary(row => row["svname"], row => row["status"]);
 
     /// <summary>Every part running, both gateways ready, and HAProxy sending to both.</summary>
     public async Task WaitHealthyAsync(TimeSpan? timeout = null)
