@@ -115,6 +115,7 @@ try
     Dictionary<string, double>? closedBefore = null;
     double? resumedBefore = null;
     double? reliableBefore = null;
+    IReadOnlyList<(string Url, double Closed, double Resumed)>? perGatewayBefore = null;
     if (counters.Enabled)
     {
         try
@@ -123,11 +124,13 @@ try
             closedBefore = await counters.ClosedAsync();
             resumedBefore = await counters.CounterAsync("gameserver_sessions_resumed_total");
             reliableBefore = await counters.CounterAsync("gameserver_sessions_reliable_handled_total");
+            perGatewayBefore = await counters.PerEndpointAsync();
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException or TimeoutException)
         {
             // Before any load: the run could not be judged, so it does not start (bad input or an unreachable server).
-            await Console.Error.WriteLineAsync($"load: cannot read the metrics at {string.Join(", ", counters.Urls)}: {(ex is TaskCanceledException ? "no answer within 10 s" : ex.Message)}");
+            var which = cluster is null ? $"--metrics {settings.Metrics}" : $"the gateways' metrics ({string.Join(", ", counters.Urls)})";
+            await Console.Error.WriteLineAsync($"load: cannot read {which}: {(ex is TaskCanceledException ? "no answer within 10 s" : ex.Message)}");
             return 2;
         }
     }
@@ -322,6 +325,24 @@ try
             if (!resumesHold)
             {
                 found.Add($"sessions resumed: the clients saw {resumedExpected}, the server reports {resumedObserved}");
+            }
+
+            if (cluster is not null && perGatewayBefore is not null)
+            {
+                // Where it happened: each gateway's share (a client does not know which gateway it was on, so only the
+                // sums above are compared with what the clients did).
+                var after = await counters.PerEndpointAsync();
+                Console.WriteLine();
+                Console.WriteLine("| gateway | connections closed | sessions resumed |");
+                Console.WriteLine("|---|---:|---:|");
+                for (var i = 0; i < after.Count; i++)
+                {
+                    var name = $"gateway{i + 1}";
+                    var closedHere = after[i].Closed - perGatewayBefore[i].Closed;
+                    var resumedHere = after[i].Resumed - perGatewayBefore[i].Resumed;
+                    Console.WriteLine($"| {name} | {closedHere} | {resumedHere} |");
+                    checks.Add(new CheckRow($"{name}: connections closed, sessions resumed (its share)", "-", $"{closedHere}, {resumedHere}", true));
+                }
             }
 
             if (cluster is not null)

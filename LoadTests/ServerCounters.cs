@@ -15,6 +15,7 @@ public sealed class ServerCounters(HttpClient http, IReadOnlyList<string> urls)
     private static readonly string[] BankedCounters = ["gameserver_sessions_resumed_total", "gameserver_sessions_reliable_handled_total"];
     private readonly Dictionary<string, double> banked = new(StringComparer.Ordinal);
     private readonly Dictionary<string, double> bankedClosed = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, (double Closed, double Resumed)> bankedByUrl = new(StringComparer.Ordinal);
     private double heldAtKills;
 
     public bool Enabled => urls.Count > 0;
@@ -102,7 +103,27 @@ public sealed class ServerCounters(HttpClient http, IReadOnlyList<string> urls)
             }
 
             heldAtKills += held;
+            var before = bankedByUrl.GetValueOrDefault(url);
+            bankedByUrl[url] = (before.Closed + closed.Values.Sum(), before.Resumed + counters[BankedCounters[0]]);
         }
+    }
+
+    /// <summary>Per endpoint (a cluster's gateways): connections closed (every reason) and sessions resumed, what killed incarnations counted included.</summary>
+    public async Task<IReadOnlyList<(string Url, double Closed, double Resumed)>> PerEndpointAsync()
+    {
+        var rows = new List<(string, double, double)>();
+        foreach (var url in urls)
+        {
+            var closed = (await ReadClosedAsync(url)).Values.Sum();
+            var resumed = await ReadAsync(url, BankedCounters[0]);
+            lock (banked)
+            {
+                var kept = bankedByUrl.GetValueOrDefault(url);
+                rows.Add((url, closed + kept.Closed, resumed + kept.Resumed));
+            }
+        }
+
+        return rows;
     }
 
     private async Task<Dictionary<string, double>> ReadClosedAsync(string url)

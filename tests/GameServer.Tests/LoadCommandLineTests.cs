@@ -129,7 +129,7 @@ public sealed class LoadCommandLineTests : IDisposable
         var command = LoadCommandLine.Parse(["--scenario", "play,nope"], NoShippedConfig);
 
         Assert.Equal(2, command.ExitCode);
-        Assert.Equal("--scenario: unknown scenario 'nope' (scenarios: play, churn, chaos, resume)", command.Error);
+        Assert.Equal("--scenario: unknown scenario 'nope' (scenarios: play, churn, chaos, resume, kill)", command.Error);
     }
 
     [Fact]
@@ -187,6 +187,8 @@ public sealed class LoadCommandLineTests : IDisposable
     public void EachOption_SetsItsOwnSetting_AndNoOther()
     {
         var defaults = Parse();
+        var clusterFolder = Directory.CreateTempSubdirectory("cluster-env-").FullName;
+        File.WriteAllText(Path.Combine(clusterFolder, "cluster.env"), "PORT=7777\n"); // what --cluster requires to be there
         var properties = typeof(LoadSettings).GetProperties(BindingFlags.Public | BindingFlags.Instance).Where(p => p.CanWrite && p.Name != nameof(LoadSettings.ServerArgs)).ToList();
         Assert.True(properties.Count >= 20, $"only {properties.Count} settings seen");
         foreach (var property in properties)
@@ -196,6 +198,7 @@ public sealed class LoadCommandLineTests : IDisposable
             {
                 nameof(LoadSettings.Server) => ("10.1.2.3:4567", (object)"10.1.2.3:4567"),
                 nameof(LoadSettings.Metrics) => ("http://h:1/m", "http://h:1/m"),
+                nameof(LoadSettings.Cluster) => (clusterFolder, clusterFolder),
                 nameof(LoadSettings.Scenarios) => ("churn", new[] { "churn" }),
                 nameof(LoadSettings.ReportFolder) => ("elsewhere", "elsewhere"),
                 nameof(LoadSettings.ClientTransport) => ("sockets", "sockets"),
@@ -220,6 +223,8 @@ public sealed class LoadCommandLineTests : IDisposable
                 }
             }
         }
+
+        Directory.Delete(clusterFolder, recursive: true);
     }
 
     [Theory]

@@ -64,7 +64,7 @@ public class LoadSmokeTests
     [InlineData("--target", "nowhere", "--server must be host:port, not 'nowhere'")]
     [InlineData("--client-transport", "udp", "--client-transport must be auto, sockets or epoll, not 'udp'")]
     [InlineData("--frobnicate", "1", "unknown option --frobnicate (see --help)")]
-    [InlineData("--scenario", "play,nope", "--scenario: unknown scenario 'nope' (scenarios: play, churn, chaos, resume)")]
+    [InlineData("--scenario", "play,nope", "--scenario: unknown scenario 'nope' (scenarios: play, churn, chaos, resume, kill)")]
     public async Task BadOption_StopsTheSuiteAtOnce_WithOneLineNamingIt(string option, string value, string expected)
     {
         using var load = BotProcess.StartIn(null, BotProcess.BuiltDll("LoadTests", "LoadTests.dll"), option, value);
