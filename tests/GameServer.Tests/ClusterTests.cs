@@ -417,7 +417,9 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         using var load = BotProcess.StartIn(
             null,
             BotProcess.BuiltDll("LoadTests", "LoadTests.dll"),
-            "--cluster", cluster.Folder, "--duration", "32", "--warm-up", "1", "--copies", "24", "--churn-rate", "3", "--chaos-rate", "1", "--resume-rate", "1",
+            // The bot-process chaos is left out here: a silent victim whose gateway is killed no longer reads, so it never
+            // sees HAProxy close it and waits for the run's stop (LOAD-TESTING.md); the manual run includes it.
+            "--cluster", cluster.Folder, "--scenario", "play,churn,resume,kill", "--duration", "32", "--warm-up", "1", "--copies", "24", "--churn-rate", "3", "--resume-rate", "1",
             "--kill-interval", "8", "--max-echo-p99-ms", "15000", "--max-state-update-p99-ms", "15000", "--max-connect-p99-ms", "15000",
             "--max-fail-percent", "10", "--max-generator-lag-ms", "2000", "--report-folder", reports);
         var exit = await load.WaitExitAsync(TimeSpan.FromMinutes(4));
