@@ -240,14 +240,17 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         }
     });
 
-    /// <summary>The session was resumed on another connection (perhaps on another gateway): this one is closed with Goodbye.</summary>
-    internal void OnTakenOver(string detail) => OnLoop(() =>
+    /// <summary>
+    /// The session no longer runs on this connection: resumed on another (perhaps on another gateway:
+    /// <c>session_taken_over</c>), or it took this one for lost (<c>reconnect</c>: the client comes back through the
+    /// resume). Closed with Goodbye(<paramref name="reason"/>); no drop to report, the session knows.
+    /// </summary>
+    internal void OnMovedAway(CloseReason reason, string detail) => OnLoop(() =>
     {
         if (connection is { Phase: ConnectionPhase.Open } state)
         {
-            ended = true; // the session lives on elsewhere: no drop to report
-            _ = state.CloseGracefullyAsync(
-                GameCloseReasons.SessionTakenOver, c => GameConnectionProtocol.CreateGoodbye(GameCloseReasons.SessionTakenOver, c), detail);
+            ended = true;
+            _ = state.CloseGracefullyAsync(reason, c => GameConnectionProtocol.CreateGoodbye(reason, c), detail);
         }
     });
 
@@ -414,16 +417,13 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
 
         if (reply.TakenOver is { } why)
         {
-            OnTakenOver(why);
+            OnMovedAway(GameCloseReasons.SessionTakenOver, why);
             return;
         }
 
         if (reply.Reconnect)
         {
-            // The session took this connection for lost (a route check went unanswered) and waits for a resume.
-            ended = true;
-            _ = connection!.CloseGracefullyAsync(
-                GameCloseReasons.Reconnect, c => GameConnectionProtocol.CreateGoodbye(GameCloseReasons.Reconnect, c), "the session took this connection for lost");
+            OnMovedAway(GameCloseReasons.Reconnect, "the session took this connection for lost");
             return;
         }
 

@@ -66,13 +66,16 @@ public interface IGatewayObserver : IGrainObserver
 
     /// <summary>
     /// One room tick for the listed connections: a whole frame (length header included), encoded once. One-way calls
-    /// may overtake each other: a tick older than one already sent for the room is dropped.
+    /// may overtake each other: a tick older than one already sent by the same activation of the room is dropped.
     /// </summary>
     [OneWay]
     [Alias("RoomUpdate")]
-    Task RoomUpdate(string roomId, long tick, byte[] frame, string[] connectionKeys);
+    Task RoomUpdate(string roomId, Guid incarnation, long tick, byte[] frame, string[] connectionKeys);
 
-    /// <summary>The session moved to another connection: close this one with Goodbye(<paramref name="reason"/>).</summary>
+    /// <summary>
+    /// The session no longer runs on this connection: close it with Goodbye(<paramref name="reason"/>):
+    /// <c>session_taken_over</c> (resumed elsewhere) or <c>reconnect</c> (taken for lost; the client resumes).
+    /// </summary>
     [OneWay]
     [Alias("Close")]
     Task Close(string connectionKey, string reason, string detail);
@@ -112,11 +115,12 @@ public interface ISessionGrain : IGrainWithStringKey
     Task End(string connectionKey, string reason);
 
     /// <summary>
-    /// A reliable message from elsewhere in the game (a Presence from the room) for this session's client. Not one-way:
-    /// the room retries until the session has it saved.
+    /// A Presence from the room about another member, for this session's client. Not one-way: the room retries until
+    /// the session has it saved, so a retry may repeat one and two may cross; <paramref name="version"/> (per member,
+    /// growing) lets the session take each once and never an older one after a newer.
     /// </summary>
     [Alias("Notify")]
-    Task Notify(byte[] message);
+    Task Notify(string aboutSessionId, long version, byte[] message);
 
     /// <summary>The room came back from its saved state and asks its members where they are.</summary>
     [OneWay]

@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using DotNetty.Buffers;
+using GameProtocol.Pipeline;
 using GameServer.Game;
 using GameServer.Options;
 using Microsoft.Extensions.Hosting;
@@ -18,9 +19,6 @@ namespace GameServer.Cluster;
 public sealed class Gateway : IGatewayObserver, IHostedService
 {
     private readonly ConcurrentDictionary<string, ClusterSessionHandler> connections = new(StringComparer.Ordinal);
-    /// <summary>How far behind the newest a tick may be to count as overtaken rather than a room restarted from an older save.</summary>
-    private const long StaleTicks = 100;
-
     private readonly ConcurrentDictionary<string, RoomBatch> roomBatches = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<Task, bool> lastWords = new();
     private readonly Lazy<IGatewayObserver> reference;
@@ -80,7 +78,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     /// (<see cref="UpdateBatch"/>, one per room so a room's newer tick replaces only its own older one). A member that
     /// is not writable is skipped: it gets the next tick instead of a queue of stale ones.
     /// </summary>
-    public Task RoomUpdate(string roomId, long tick, byte[] frame, string[] connectionKeys)
+    public Task RoomUpdate(string roomId, Guid incarnation, long tick, byte[] frame, string[] connectionKeys)
     {
         var batch = roomBatches.GetOrAdd(roomId, _ => new RoomBatch());
         var update = Unpooled.WrappedBuffer(frame);
@@ -88,11 +86,13 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         {
             lock (batch)
             {
-                if (tick <= batch.LastTick && tick > batch.LastTick - StaleTicks)
+                if (incarnation == batch.Incarnation && tick <= batch.LastTick)
                 {
-                    return Task.CompletedTask; // overtaken by a newer tick of the room (a room back on another silo starts again lower)
+                    return Task.CompletedTask; // overtaken by a newer tick of the same room activation
                 }
 
+                // A room activated again (after a failover, or emptied and joined anew) counts its own ticks.
+                batch.Incarnation = incarnation;
                 batch.LastTick = tick;
                 foreach (var key in connectionKeys)
                 {
@@ -117,7 +117,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     {
         if (connections.TryGetValue(connectionKey, out var handler))
         {
-            handler.OnTakenOver(detail);
+            handler.OnMovedAway(GameCloseReasons.TryParse(reason, out var known) ? known : GameCloseReasons.SessionTakenOver, detail);
         }
 
         return Task.CompletedTask;
@@ -173,6 +173,8 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     private sealed class RoomBatch
     {
         public UpdateBatch Updates { get; } = new();
+
+        public Guid Incarnation { get; set; }
 
         public long LastTick { get; set; }
     }

@@ -34,6 +34,9 @@ public sealed class MemberState
 
     [Id(3)] public long Seq { get; set; }
 
+    /// <summary>Grows with each change of <see cref="Connected"/>: the sessions take each Presence once, in order.</summary>
+    [Id(6)] public long PresenceVersion { get; set; }
+
     /// <summary>The session's inbound sequence number of the Move applied last.</summary>
     [Id(5)] public long Order { get; set; }
 
@@ -57,6 +60,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
     private readonly TimeProvider time;
     private readonly ILogger<RoomGrain> logger;
     private readonly Dictionary<string, Route> routes = new(StringComparer.Ordinal);
+    private readonly Guid incarnation = Guid.NewGuid(); // this activation's: gateways order ticks within it
     private IGrainTimer? ticker;
     private IGrainTimer? sweeper;
     private bool moved;
@@ -108,7 +112,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         if (Find(sessionId) is null)
         {
             Members.Add(new MemberState { SessionId = sessionId });
-            await SaveAsync();
+            await SaveAsync(membership: true);
         }
 
         SetRouteOnly(sessionId, route);
@@ -129,12 +133,19 @@ public sealed class RoomGrain : Grain, IRoomGrain
             ticker = null;
             sweeper?.Dispose();
             sweeper = null;
-            await saved.ClearStateAsync();
-            DeactivateOnIdle();
+            try
+            {
+                await saved.ClearStateAsync();
+            }
+            finally
+            {
+                DeactivateOnIdle();
+            }
+
             return;
         }
 
-        await SaveAsync();
+        await SaveAsync(membership: true);
     }
 
     public async Task SetRoute(string sessionId, Route? route)
@@ -151,7 +162,8 @@ public sealed class RoomGrain : Grain, IRoomGrain
         }
 
         changed.Connected = route is not null;
-        await SaveAsync();
+        changed.PresenceVersion++;
+        await SaveAsync(membership: true);
 
         // Presence is a reliable message: it goes through each other member's session (numbered, saved, replayed). Not
         // awaited here (the room never waits for a session), but retried until each session has it.
@@ -160,7 +172,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             if (member.SessionId != sessionId)
             {
-                _ = NotifyAsync(GrainFactory.GetGrain<ISessionGrain>(member.SessionId), presence);
+                _ = NotifyAsync(GrainFactory.GetGrain<ISessionGrain>(member.SessionId), sessionId, changed.PresenceVersion, presence);
             }
         }
     }
@@ -197,7 +209,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             foreach (var gateway in routes.GroupBy(r => r.Value.Gateway))
             {
-                _ = gateway.Key.RoomUpdate(RoomId, saved.State.Tick, frame, [.. gateway.Select(r => r.Value.ConnectionKey)]);
+                _ = gateway.Key.RoomUpdate(RoomId, incarnation, saved.State.Tick, frame, [.. gateway.Select(r => r.Value.ConnectionKey)]);
             }
         }
 
@@ -251,7 +263,12 @@ public sealed class RoomGrain : Grain, IRoomGrain
 
     private MemberState? Find(string sessionId) => Members.Find(m => m.SessionId == sessionId);
 
-    private async Task SaveAsync()
+    /// <summary>
+    /// Saves the room. A membership change (a seat, what Presence said) that fails to save is thrown to the session
+    /// that asked, after the room drops its memory, so the session's retry repeats it against what Redis holds; a failed
+    /// save of positions only is logged and tried again at the next interval.
+    /// </summary>
+    private async Task SaveAsync(bool membership = false)
     {
         lastSaveAt = Now;
         saved.State.SavedAtUnixMs = lastSaveAt;
@@ -264,12 +281,21 @@ public sealed class RoomGrain : Grain, IRoomGrain
             // Another activation saved since (a split after a failover): this one's memory is stale; come back from Redis.
             Log.ClusterRoomWarning(logger, RoomId, $"saving failed: {ex.Message}; reloading");
             DeactivateOnIdle();
+            if (membership)
+            {
+                throw;
+            }
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
-            // A failed save of positions loses at most one interval of movement; membership saves go again with the next change.
             Log.ClusterRoomWarning(logger, RoomId, $"saving failed: {ex.Message}");
-            moved = true;
+            if (membership)
+            {
+                DeactivateOnIdle();
+                throw;
+            }
+
+            moved = true; // positions: at most one interval of movement is lost, and the sessions repeat their newest Move
         }
     }
 
@@ -305,7 +331,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         }
     }
 
-    private async Task NotifyAsync(ISessionGrain session, byte[] message)
+    private async Task NotifyAsync(ISessionGrain session, string about, long version, byte[] message)
     {
         var delay = TimeSpan.FromMilliseconds(100);
         var deadline = Now + cluster.GrainCallTimeoutMs;
@@ -313,7 +339,7 @@ public sealed class RoomGrain : Grain, IRoomGrain
         {
             try
             {
-                await session.Notify(message);
+                await session.Notify(about, version, message);
                 return;
             }
             catch (Exception ex) when (ex is not OutOfMemoryException && Now + delay.TotalMilliseconds < deadline)

@@ -72,6 +72,9 @@ public sealed class SessionState
 
     [Id(22)] public long MoveOrder { get; set; }
 
+    /// <summary>The newest Presence version taken per other member (a room's retry may repeat one, or let two cross).</summary>
+    [Id(23)] public Dictionary<string, long> PresenceSeen { get; set; } = [];
+
     /// <summary>Version 2: the client numbers, acknowledges and may resume. Version 1: the gateway does the numbering for it.</summary>
     public bool Sequenced => ProtocolVersion >= Framing.ProtocolVersion2;
 
@@ -197,7 +200,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
     public Task End(string connectionKey, string reason) => Guard(() => EndCore(connectionKey, reason));
 
-    public Task Notify(byte[] message) => Guard(() => NotifyCore(message));
+    public Task Notify(string aboutSessionId, long version, byte[] message) => Guard(() => NotifyCore(aboutSessionId, version, message));
 
     public Task RefreshRoute(string roomId) => Guard(() => RefreshRouteCore(roomId));
 
@@ -441,14 +444,22 @@ public sealed class SessionGrain : Grain, ISessionGrain
 
     private async Task EndCore(string connectionKey, string reason)
     {
-        if (S.Phase == SessionPhase.Attached && S.Route?.ConnectionKey == connectionKey)
+        // Also from the connection a route check took for lost: its client's Goodbye still ends the session.
+        if ((S.Phase == SessionPhase.Attached && S.Route?.ConnectionKey == connectionKey)
+            || (S.Phase == SessionPhase.Detached && S.LastConnectionKey == connectionKey))
         {
             await EndAsync(ProtocolErrorCodes.ResumeEnded, reason);
         }
     }
 
-    private async Task NotifyCore(byte[] message)
+    private async Task NotifyCore(string aboutSessionId, long version, byte[] message)
     {
+        if (S.PresenceSeen.GetValueOrDefault(aboutSessionId) >= version)
+        {
+            return; // a repeat, or older than one already sent
+        }
+
+        S.PresenceSeen[aboutSessionId] = version;
         // Presence is version 2's: a version 1 client sees a member leave only from the StateUpdates, as in one process.
         if (S.Sequenced && S.Phase is SessionPhase.Attached or SessionPhase.Detached)
         {
@@ -754,7 +765,7 @@ public sealed class SessionGrain : Grain, ISessionGrain
         string? lost = null;
         try
         {
-            if (!await route.Gateway.Owns(route.ConnectionKey).WaitAsync(TimeSpan.FromMilliseconds(cluster.RouteCheckMs), cancellationToken))
+            if (!await route.Gateway.Owns(route.ConnectionKey).WaitAsync(OwnsTimeout, cancellationToken))
             {
                 lost = "the gateway no longer has the connection";
             }
@@ -771,6 +782,10 @@ public sealed class SessionGrain : Grain, ISessionGrain
             routeCheckFailures = 0;
             Log.ClusterRouteLost(logger, SessionId, route.ConnectionKey, lost!);
             await DroppedCore(route.ConnectionKey, ClusterNames.GatewayLost);
+
+            // If the connection lives after all (a gateway that stalled), its client is told to come back by a resume;
+            // an idle client would otherwise never hear of it.
+            _ = route.Gateway.Close(route.ConnectionKey, GameCloseReasons.Reconnect.Name, "the session took this connection for lost");
         }
     }
 
@@ -796,12 +811,18 @@ public sealed class SessionGrain : Grain, ISessionGrain
         }
     }
 
-    /// <summary>Whether the route's gateway still has its connection; no answer within a route check's time means no.</summary>
+    /// <summary>
+    /// How long the grain waits for a gateway's word on a connection: a fifth of <c>Cluster:RouteCheckMs</c>. A killed
+    /// gateway's calls hang rather than fail, and the grain takes no other call while it waits.
+    /// </summary>
+    private TimeSpan OwnsTimeout => TimeSpan.FromMilliseconds(cluster.RouteCheckMs / 5.0);
+
+    /// <summary>Whether the route's gateway still has its connection; no answer within <see cref="OwnsTimeout"/> means no.</summary>
     private async Task<bool> RouteAliveAsync(Route route)
     {
         try
         {
-            return await route.Gateway.Owns(route.ConnectionKey).WaitAsync(TimeSpan.FromMilliseconds(cluster.RouteCheckMs));
+            return await route.Gateway.Owns(route.ConnectionKey).WaitAsync(OwnsTimeout);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

@@ -11,11 +11,14 @@ namespace LoadTests.Scenarios;
 /// </summary>
 public sealed class ClusterTarget
 {
-    private ClusterTarget(string folder, int port, IReadOnlyList<int> gatewayMetrics, int haproxyStats, IReadOnlyList<string> parts)
+    private static readonly HttpClient Http = new() { Timeout = TimeSpan.FromSeconds(2) };
+
+    private ClusterTarget(string folder, int port, IReadOnlyList<int> gatewayMetrics, IReadOnlyList<int> siloMetrics, int haproxyStats, IReadOnlyList<string> parts)
     {
         Folder = folder;
         Port = port;
         GatewayMetrics = [.. gatewayMetrics.Select(p => $"http://127.0.0.1:{p}/metrics")];
+        SiloReadiness = [.. siloMetrics.Select(p => $"http://127.0.0.1:{p}/readyz")];
         HaproxyStats = haproxyStats;
         Parts = parts;
     }
@@ -27,6 +30,9 @@ public sealed class ClusterTarget
 
     /// <summary>gateway1's and gateway2's Prometheus endpoints, in that order.</summary>
     public IReadOnlyList<string> GatewayMetrics { get; }
+
+    /// <summary>Each silo's <c>/readyz</c>: 200 once it has joined the cluster.</summary>
+    public IReadOnlyList<string> SiloReadiness { get; }
 
     public int HaproxyStats { get; }
 
@@ -48,6 +54,7 @@ public sealed class ClusterTarget
             Path.GetFullPath(folder),
             int.Parse(Value("PORT"), CultureInfo.InvariantCulture),
             Ports(Value("GATEWAY_METRICS")),
+            Ports(Value("SILO_METRICS")),
             int.Parse(Value("HAPROXY_STATS"), CultureInfo.InvariantCulture),
             Value("PARTS").Split(' ', StringSplitOptions.RemoveEmptyEntries));
     }
@@ -78,7 +85,7 @@ public sealed class ClusterTarget
         process.Kill();
     }
 
-    /// <summary>Every part has a live process and HAProxy sends players to both gateways.</summary>
+    /// <summary>Every part has a live process, every silo has joined (its /readyz), and HAProxy sends players to both gateways.</summary>
     public async Task<bool> HealthyAsync()
     {
         foreach (var part in Parts)
@@ -86,6 +93,22 @@ public sealed class ClusterTarget
             if (Pid(part) is not { } pid || !Alive(pid))
             {
                 return false;
+            }
+        }
+
+        foreach (var readyz in SiloReadiness)
+        {
+            try
+            {
+                using var response = await Http.GetAsync(new Uri(readyz));
+                if (!response.IsSuccessStatusCode)
+                {
+                    return false;
+                }
+            }
+            catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
+            {
+                return false; // restarting
             }
         }
 

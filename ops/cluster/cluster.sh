@@ -51,6 +51,7 @@ declare -A COMMANDS=()
 declare -A PIDS=()
 declare -A STARTED=()
 declare -A DELAY=()
+declare -A RESTART_AT=()
 NAMES=()
 
 define() {
@@ -142,6 +143,14 @@ announced=0
 started=$SECONDS
 while [ "$stopping" = 0 ]; do
   for name in "${NAMES[@]}"; do
+    # A part waiting for its restart time: started from this loop, so a long backoff never stalls the others or a stop.
+    if [ -n "${RESTART_AT[$name]:-}" ]; then
+      if ((SECONDS >= RESTART_AT[$name])); then
+        unset "RESTART_AT[$name]"
+        start "$name"
+      fi
+      continue
+    fi
     [ "${PIDS[$name]}" != 0 ] || continue
     if ! kill -0 "${PIDS[$name]}" 2>/dev/null; then
       code=0
@@ -154,8 +163,7 @@ while [ "$stopping" = 0 ]; do
           DELAY[$name]=1
         fi
         echo "cluster: $name exited ($code); starting it again in ${DELAY[$name]} s" >&2
-        sleep "${DELAY[$name]}"
-        start "$name"
+        RESTART_AT[$name]=$((SECONDS + DELAY[$name]))
       else
         echo "cluster: $name exited ($code)$([ "$code" = 2 ] && echo ': a configuration error, see its log')" >&2
         PIDS[$name]=0

@@ -506,14 +506,16 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         var since = Stopwatch.StartNew();
         while (since.Elapsed < within)
         {
+            // Cancelled, not abandoned: an abandoned read would take the next message from whoever reads after it.
+            using var timeout = new CancellationTokenSource(within - since.Elapsed);
             try
             {
-                if (await session.Incoming.ReadAsync().AsTask().WaitAsync(within - since.Elapsed) is T wanted && (match is null || match(wanted)))
+                if (await session.Incoming.ReadAsync(timeout.Token) is T wanted && (match is null || match(wanted)))
                 {
                     return wanted;
                 }
             }
-            catch (TimeoutException)
+            catch (OperationCanceledException)
             {
                 return null;
             }

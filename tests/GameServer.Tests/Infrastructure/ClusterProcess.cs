@@ -94,12 +94,17 @@ public sealed partial class ClusterProcess : IAsyncDisposable
     }
 
     /// <summary>A gateway's /readyz: its status and text ("ready (N of M connections)").</summary>
-    public async Task<(int Status, string Text)> ReadyzAsync(int gateway)
+    public Task<(int Status, string Text)> ReadyzAsync(int gateway) => ReadyzAtAsync(Port + 19 + gateway);
+
+    /// <summary>A silo's /readyz: 200 once it has joined the cluster.</summary>
+    public Task<(int Status, string Text)> SiloReadyzAsync(int silo) => ReadyzAtAsync(Port + 49 + silo);
+
+    private static async Task<(int Status, string Text)> ReadyzAtAsync(int port)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(2) };
         try
         {
-            using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{Port + 19 + gateway}/readyz"));
+            using var response = await http.GetAsync(new Uri($"http://127.0.0.1:{port}/readyz"));
             return ((int)response.StatusCode, (await response.Content.ReadAsStringAsync()).Trim());
         }
         catch (Exception ex) when (ex is HttpRequestException or TaskCanceledException)
@@ -159,9 +164,10 @@ public sealed partial class ClusterProcess : IAsyncDisposable
                 var alive = Parts.All(n => Kill(Pid(n), 0) == 0);
                 var one = await ReadyzAsync(1);
                 var two = await ReadyzAsync(2);
+                var silos = (await SiloReadyzAsync(1)).Status == 200 && (await SiloReadyzAsync(2)).Status == 200;
                 var haproxy = await HaproxyStatusAsync();
-                last = $"alive {alive}, gateway1 '{one.Text}', gateway2 '{two.Text}', haproxy {string.Join(' ', haproxy.Select(p => $"{p.Key}={p.Value}"))}";
-                if (alive && one.Status == 200 && two.Status == 200 && haproxy.Count == 2 && haproxy.Values.All(s => s == "UP"))
+                last = $"alive {alive}, silos ready {silos}, gateway1 '{one.Text}', gateway2 '{two.Text}', haproxy {string.Join(' ', haproxy.Select(p => $"{p.Key}={p.Value}"))}";
+                if (alive && silos && one.Status == 200 && two.Status == 200 && haproxy.Count == 2 && haproxy.Values.All(s => s == "UP"))
                 {
                     return;
                 }
