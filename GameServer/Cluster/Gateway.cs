@@ -23,6 +23,11 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     private readonly ConcurrentDictionary<Task, bool> lastWords = new();
     private readonly Lazy<IGatewayObserver> reference;
     private static readonly TimeSpan ProbeRetryDelay = TimeSpan.FromSeconds(1);
+
+    /// <summary>A room that sent nothing for this long is forgotten here (a live room sends every tick).</summary>
+    private static readonly TimeSpan RoomIdleAfter = TimeSpan.FromSeconds(30);
+
+    private long lastPruneAt = Environment.TickCount64;
     private readonly ILogger<Gateway> logger;
 
     public Gateway(IClusterClient client, IOptions<ClusterModeOptions> cluster, IOptions<ServerOptions> server, ILogger<Gateway> logger)
@@ -80,6 +85,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     /// </summary>
     public Task RoomUpdate(string roomId, Guid incarnation, long tick, byte[] frame, string[] connectionKeys)
     {
+        PruneIdleRooms();
         var batch = roomBatches.GetOrAdd(roomId, _ => new RoomBatch());
         var update = Unpooled.WrappedBuffer(frame);
         try
@@ -94,6 +100,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
                 // A room activated again (after a failover, or emptied and joined anew) counts its own ticks.
                 batch.Incarnation = incarnation;
                 batch.LastTick = tick;
+                batch.LastUpdateAt = Environment.TickCount64;
                 foreach (var key in connectionKeys)
                 {
                     if (connections.TryGetValue(key, out var handler) && handler.UpdateTarget() is { } connection)
@@ -111,6 +118,31 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         }
 
         return Task.CompletedTask;
+    }
+
+    /// <summary>
+    /// Room ids are the players' choice, so the rooms this gateway ever carried would otherwise pile up: now and then
+    /// the ones that sent nothing for a while are dropped (a room that comes back starts a new entry).
+    /// </summary>
+    private void PruneIdleRooms()
+    {
+        var now = Environment.TickCount64;
+        var last = Interlocked.Read(ref lastPruneAt);
+        if (now - last < (long)RoomIdleAfter.TotalMilliseconds || Interlocked.CompareExchange(ref lastPruneAt, now, last) != last)
+        {
+            return;
+        }
+
+        foreach (var (roomId, batch) in roomBatches)
+        {
+            lock (batch)
+            {
+                if (now - batch.LastUpdateAt > (long)RoomIdleAfter.TotalMilliseconds)
+                {
+                    roomBatches.TryRemove(new KeyValuePair<string, RoomBatch>(roomId, batch));
+                }
+            }
+        }
     }
 
     public Task Close(string connectionKey, string reason, string detail)
@@ -175,6 +207,8 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         public UpdateBatch Updates { get; } = new();
 
         public Guid Incarnation { get; set; }
+
+        public long LastUpdateAt { get; set; }
 
         public long LastTick { get; set; }
     }
