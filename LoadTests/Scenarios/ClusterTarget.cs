@@ -90,7 +90,7 @@ public sealed class ClusterTarget
     {
         foreach (var part in Parts)
         {
-            if (Pid(part) is not { } pid || !Alive(pid))
+            if (!IsRunning(part))
             {
                 return false;
             }
@@ -142,6 +142,9 @@ public sealed class ClusterTarget
 
         return since.Elapsed;
     }
+
+    /// <summary>Whether the process the part's pid file names is alive (false between a death and the restart).</summary>
+    public bool IsRunning(string part) => Pid(part) is { } pid && Alive(pid);
 
     private static bool Alive(int pid)
     {

@@ -37,7 +37,7 @@ public sealed class KillScenario(ClusterTarget cluster, Func<string, Task> befor
 
                     // Wait for the part to be gone first: until then the old process still counts as healthy. Its pid
                     // file names the dead process until the launcher has started the new one.
-                    while (cluster.Pid(victim) is { } pid && IsRunning(pid) && Stopwatch.GetElapsedTime(killed) < Recovery)
+                    while (cluster.IsRunning(victim) && Stopwatch.GetElapsedTime(killed) < Recovery)
                     {
                         await Task.Delay(20, context.ScenarioCancellationToken);
                     }
@@ -55,17 +55,4 @@ public sealed class KillScenario(ClusterTarget cluster, Func<string, Task> befor
             .WithoutWarmUp();
 
     public void Dispose() => one.Dispose();
-
-    private static bool IsRunning(int pid)
-    {
-        try
-        {
-            using var process = Process.GetProcessById(pid);
-            return !process.HasExited;
-        }
-        catch (ArgumentException)
-        {
-            return false;
-        }
-    }
 }

@@ -144,10 +144,15 @@ public sealed class BotProcess : IDisposable
     public static string BuiltDll(params string[] parts)
     {
         // tests/GameServer.Tests/bin/<Configuration>/net10.0/ → GameClient/Bot/bin/<Configuration>/net10.0/
-        var configuration = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
-        var folder = Repo.Path([.. parts[..^1], "bin", configuration, "net10.0", parts[^1]]);
+        var folder = Repo.Path([.. parts[..^1], "bin", Configuration, "net10.0", parts[^1]]);
         return File.Exists(folder) ? folder : throw new FileNotFoundException("not built", folder);
     }
+
+    /// <summary>The configuration these tests were built in (bin/&lt;Configuration&gt;/net10.0): the programs beside them are built the same way.</summary>
+    public static string Configuration { get; } = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+
+    /// <summary>kill(2): sends <paramref name="signal"/> to <paramref name="pid"/> (0 only asks whether it lives); 0 on success.</summary>
+    public static int SendSignal(int pid, int signal) => Kill(pid, signal);
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);

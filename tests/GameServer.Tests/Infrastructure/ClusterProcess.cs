@@ -11,7 +11,7 @@ namespace GameServer.Tests.Infrastructure;
 /// HAProxy), on free loopback ports, for the failure cases: they kill its parts by the pid files it writes, and its
 /// supervisor starts them again. Needs Debian's redis-server and haproxy (./run.sh test installs them).
 /// </summary>
-public sealed partial class ClusterProcess : IAsyncDisposable
+public sealed class ClusterProcess : IAsyncDisposable
 {
     public const int Sigkill = 9;
     public const int Sigterm = 15;
@@ -68,8 +68,7 @@ public sealed partial class ClusterProcess : IAsyncDisposable
             start.ArgumentList.Add(arg);
         }
 
-        // The configuration these tests were built in (bin/<config>/net10.0): the server beside them is built the same way.
-        start.Environment["CONFIG"] = new DirectoryInfo(AppContext.BaseDirectory).Parent!.Name;
+        start.Environment["CONFIG"] = BotProcess.Configuration;
         var cluster = new ClusterProcess(Process.Start(start)!, port, folder);
         await cluster.WaitHealthyAsync(TimeSpan.FromSeconds(90));
         return cluster;
@@ -251,6 +250,5 @@ public sealed partial class ClusterProcess : IAsyncDisposable
         }
     }
 
-    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
-    private static partial int Kill(int pid, int signal);
+    private static int Kill(int pid, int signal) => BotProcess.SendSignal(pid, signal);
 }
