@@ -74,6 +74,14 @@ public sealed class TcpConnection
 
     public ConnectionPhase Phase { get; private set; }
 
+    /// <summary>
+    /// The channel's event loop, which never changes once it is registered; kept here so that code grouping many
+    /// connections by loop (a room's tick) reads this object only, not the channel's too.
+    /// </summary>
+    public IEventLoop EventLoop => eventLoop ??= Channel.EventLoop;
+
+    private IEventLoop? eventLoop;
+
     /// <summary>Frames decoded from the peer, as the framing handler counted them (0 without one).</summary>
     public long FramesReceived { get; private set; }
 

@@ -4,6 +4,7 @@ using DotNetty.Common.Concurrency;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
 using GameProtocol;
+using GameProtocol.Pipeline;
 using TcpConnections;
 
 namespace GameServer.Game;
@@ -71,12 +72,16 @@ public sealed class PlayerSession
         Replay = replay;
         this.ackDelay = ackDelay;
         state = new PlayerState(sessionId, 0, 0, 0);
+        EncodedSessionId = StateUpdateFrame.EncodeId(sessionId);
     }
 
     /// <summary>The lock of everything below. Take it to handle one inbound reliable message atomically.</summary>
     public object Gate => gate;
 
     public string SessionId { get; }
+
+    /// <summary>The session id as its room's ticks write it (<see cref="StateUpdateFrame.EncodeId"/>), made once.</summary>
+    public byte[] EncodedSessionId { get; }
 
     public string PlayerName { get; }
 
@@ -270,20 +275,6 @@ public sealed class PlayerSession
                 Stream?.Wake(); // it may have waited for room
             }
         }
-    }
-
-    /// <summary>
-    /// Where a room update should go now (called by the room ticker, from its own thread): the connection, or null
-    /// when there is none to send to (a detached session gets nothing: the first update after its resume is a fresh
-    /// one) or when the peer is not writable (<paramref name="notWritable"/>; the ticker coalesces: the member gets
-    /// the next tick's update instead of a queue of stale ones). Whether the connection is still open is checked
-    /// again on its loop, in order with the close path (<see cref="UpdateBatch"/>).
-    /// </summary>
-    internal TcpConnection? UpdateTarget(out bool notWritable)
-    {
-        var current = Connection;
-        notWritable = current is not null && !current.Channel.IsWritable;
-        return current is null || notWritable ? null : current;
     }
 
     /// <summary>The connection dropped: keep everything, send nothing, until a resume or the end.</summary>

@@ -89,53 +89,63 @@ public sealed class Room
         new(Interlocked.Read(ref tick), serverTimeUnixMs, [.. Members().Select(m => m.State)], AfterGap: true);
 
     /// <summary>
-    /// Encodes the current state once and adds it to <paramref name="batch"/> for every member that can take it;
-    /// returns how many members were skipped as not writable, or -1 when the update would exceed
-    /// <paramref name="maxFrameBytes"/> (the room is too big for one frame) and nothing was added.
+    /// Encodes the current state once and adds it to <paramref name="batch"/> for every member with a connection;
+    /// false when the update would exceed <paramref name="maxFrameBytes"/> (the room is too big for one frame) and
+    /// nothing was added.
     /// </summary>
-    public int Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes, UpdateBatch batch)
+    public bool Tick(long serverTimeUnixMs, IByteBufferAllocator allocator, int maxFrameBytes, UpdateBatch batch)
     {
         var snapshot = Members();
         if (snapshot.Length == 0)
         {
-            return 0;
+            return true;
         }
 
-        var players = new PlayerState[snapshot.Length];
+        var entries = new StateUpdateFrame.Entry[snapshot.Length];
         for (var i = 0; i < snapshot.Length; i++)
         {
-            players[i] = snapshot[i].State;
+            var state = snapshot[i].State;
+            entries[i] = new StateUpdateFrame.Entry(snapshot[i].EncodedSessionId, state.X, state.Y, state.LastSeq);
         }
 
-        // Whole frames (header included): most go straight to their sockets (UpdateBatch).
-        var update = MessageCodec.EncodeFramed(allocator, new StateUpdate(Interlocked.Increment(ref tick), serverTimeUnixMs, players));
+        // A whole frame (header included): most go straight to their sockets (UpdateBatch).
+        var update = StateUpdateFrame.Encode(allocator, Interlocked.Increment(ref tick), serverTimeUnixMs, entries);
         if (update.ReadableBytes - FrameDecoder.HeaderBytes > maxFrameBytes)
         {
             update.Release();
-            return -1;
+            return false;
         }
 
-        var skipped = 0;
+        var added = 0;
         try
         {
             foreach (var member in snapshot)
             {
-                if (member.UpdateTarget(out var notWritable) is { } connection)
+                // A detached session gets nothing (its first update after a resume is a fresh one). Whether the
+                // connection is still open, and writable, is the loop's to check when it sends, in order with the
+                // close path: here the ticker reads the session only, not the connection's channel (UpdateBatch).
+                if (member.Connection is { } connection)
                 {
-                    batch.Add(connection, (IByteBuffer)update.Retain()); // shared: the direct write never moves its reader index
-                }
-                else if (notWritable)
-                {
-                    skipped++;
+                    batch.Add(connection, update); // shared: the direct write never moves its reader index
+                    added++;
                 }
             }
         }
         finally
         {
-            update.Release();
+            // One reference per member it was added for, taken at once (one atomic operation per room, not per
+            // member): the allocation's own is the first, and the batch sends nothing before the ticker dispatches it.
+            if (added == 0)
+            {
+                update.Release();
+            }
+            else if (added > 1)
+            {
+                update.Retain(added - 1);
+            }
         }
 
-        return skipped;
+        return true;
     }
 
     /// <summary>The members at this moment, copied under the lock so the caller can send without holding it.</summary>

@@ -69,7 +69,7 @@ public sealed class RoomManager : BackgroundService
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         using var timer = new PeriodicTimer(TimeSpan.FromSeconds(1.0 / options.TickRateHz), time);
-        var batch = new UpdateBatch();
+        var batch = new UpdateBatch(metrics);
         try
         {
             while (await timer.WaitForNextTickAsync(stoppingToken))
@@ -77,14 +77,10 @@ public sealed class RoomManager : BackgroundService
                 var now = time.GetUtcNow().ToUnixTimeMilliseconds();
                 foreach (var room in rooms.Values)
                 {
-                    var skipped = room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes, batch);
-                    if (skipped < 0)
+                    if (!room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes, batch))
                     {
                         Log.RoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
-                        continue;
                     }
-
-                    metrics.UpdatesCoalesced(skipped);
                 }
 
                 metrics.UpdatesCoalesced(batch.Dispatch());

@@ -2,6 +2,7 @@ using DotNetty.Buffers;
 using DotNetty.Common.Concurrency;
 using DotNetty.Common.Utilities;
 using DotNetty.Transport.Channels;
+using GameServer.Hosting;
 using TcpConnections;
 
 namespace GameServer.Game;
@@ -11,20 +12,27 @@ namespace GameServer.Game;
 /// one task (one wake-up) instead of one per member. The ticker fills it and dispatches it once; each loop then sends
 /// its connections' updates in the order they were added: straight to the socket where the transport can and nothing
 /// is queued ahead (<see cref="TcpConnection.TrySendFrameNow"/>: the pipeline's per-write work was half of a
-/// broadcast's cost), through the pipeline otherwise. The frames are whole (their length header included).
+/// /// broadcast's cost), through the pipeline otherwise, and not at all to a peer that is not writable then (coalesced:
+/// it gets a later tick's). The frames are whole (their length header included).
 /// Latest wins per loop: when a loop has not yet started on the previous tick's updates, the new tick's replace them
 /// (they are whole-room states, so the newer one says everything the older one did). A loop that falls behind thus
 /// holds at most one tick of updates, and their lateness stays bounded by one tick plus its sending time instead of
 /// growing with a queue of stale ones.
 /// Room updates are not sequenced (section 10 of PROTOCOL.md): one may be written just before or after a reliable
 /// message queued on the same loop around its tick, and a member whose update was replaced but who is not in the
-/// next tick's (not writable then) waits for the tick after. Only the ticker's thread calls <see cref="Add"/> and
+/// next tick's (it dropped meanwhile) gets none until it is back. Only the ticker's thread calls <see cref="Add"/> and
 /// <see cref="Dispatch"/>.
 /// </summary>
 public sealed class UpdateBatch
 {
-    private readonly Dictionary<IEventLoop, List<(TcpConnection Connection, IByteBuffer Frame)>> byLoop = [];
+    // A tick's frames per loop, in the order the loops were first met. A list, not a dictionary: there are few loops
+    // (one per core by default) and Add runs once per member per tick, so a scan by reference beats hashing.
+    private readonly List<(IEventLoop Loop, List<(TcpConnection Connection, IByteBuffer Frame)> Frames)> byLoop = [];
     private readonly Dictionary<IEventLoop, Slot> slots = [];
+    private readonly GameServerMetrics? metrics;
+
+    /// <param name="metrics">Where updates left unsent because their peer was not writable are counted (coalesced).</param>
+    public UpdateBatch(GameServerMetrics? metrics = null) => this.metrics = metrics;
 
     /// <summary>
     /// Queues <paramref name="frame"/>, a whole frame with its length header, for <paramref name="connection"/>; one
@@ -33,13 +41,21 @@ public sealed class UpdateBatch
     /// </summary>
     public void Add(TcpConnection connection, IByteBuffer frame)
     {
-        var loop = connection.Channel.EventLoop;
-        if (!byLoop.TryGetValue(loop, out var frames))
+        var loop = connection.EventLoop;
+        foreach (var (known, frames) in byLoop)
         {
-            byLoop[loop] = frames = [];
+            if (ReferenceEquals(known, loop))
+            {
+                frames.Add((connection, frame));
+                return;
+            }
         }
 
-        frames.Add((connection, frame));
+        // Sized like this loop's share of the last tick: a list grown by doubling each tick is garbage made 20 times
+        // a second.
+        var share = new List<(TcpConnection Connection, IByteBuffer Frame)>(slots.TryGetValue(loop, out var slot) ? slot.LastCount : 0);
+        share.Add((connection, frame));
+        byLoop.Add((loop, share));
     }
 
     /// <summary>
@@ -60,8 +76,10 @@ public sealed class UpdateBatch
 
             if (!slots.TryGetValue(loop, out var slot))
             {
-                slots[loop] = slot = new Slot();
+                slots[loop] = slot = new Slot(metrics);
             }
+
+            slot.LastCount = frames.Count;
 
             if (Interlocked.Exchange(ref slot.Latest, frames) is { } stale)
             {
@@ -101,55 +119,73 @@ public sealed class UpdateBatch
     /// On the loop, in order with the close path: a connection that is no longer open gets nothing, so nothing is
     /// sent after our Goodbye (whose frame count stays exact).
     /// </summary>
-    private static void Send(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
+    private static int Send(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
     {
+        // A room's members on this loop come one after another with the same frame: their references are dropped
+        // together when the run ends (one atomic operation on a buffer the ticker's thread made, not one per member).
+        IByteBuffer? run = null;
+        var runReferences = 0;
+        var notWritable = 0;
         var next = 0;
         try
         {
             for (; next < frames.Count; next++)
             {
                 var (connection, frame) = frames[next];
-                if (connection.Phase == ConnectionPhase.Open && connection.Channel.Active)
+                if (!ReferenceEquals(frame, run))
                 {
-                    if (connection.TrySendFrameNow(frame))
-                    {
-                        frame.Release();
-                    }
-                    else
-                    {
-                        // A slice of the payload (the prepender adds its own header): the frame may be shared by the
-                        // room's other members, on this loop and others, so its own indexes are never moved.
-                        var payload = frame.RetainedSlice(frame.ReaderIndex + FrameDecoder.HeaderBytes, frame.ReadableBytes - FrameDecoder.HeaderBytes);
-                        frame.Release();
-                        _ = connection.Channel.WriteAndFlushAsync(payload);
-                    }
+                    run?.Release(runReferences);
+                    run = frame;
+                    runReferences = 0;
                 }
-                else
+
+                runReferences++;
+                if (connection.TrySendFrameNow(frame) || connection.Phase != ConnectionPhase.Open || !connection.Channel.Active)
                 {
-                    ReferenceCountUtil.Release(frame);
+                    continue;
                 }
+
+                if (!connection.Channel.IsWritable)
+                {
+                    // Coalesced: a peer that is not reading gets the next tick's update, not a queue of stale ones.
+                    notWritable++;
+                    continue;
+                }
+
+                // A slice of the payload (the prepender adds its own header): the frame may be shared by the room's
+                // other members, on this loop and others, so its own indexes are never moved.
+                var payload = frame.RetainedSlice(frame.ReaderIndex + FrameDecoder.HeaderBytes, frame.ReadableBytes - FrameDecoder.HeaderBytes);
+                _ = connection.Channel.WriteAndFlushAsync(payload);
             }
         }
         finally
         {
-            // Whatever was not handed on because something threw is still the batch's to release.
+            run?.Release(runReferences);
+
+            // Whatever was not reached because something threw is still the batch's to release.
             for (next++; next < frames.Count; next++)
             {
                 frames[next].Frame.Release();
             }
         }
+
+        return notWritable;
     }
 
     /// <summary>What one loop has yet to send: the latest tick's updates, or null once its task took them.</summary>
-    private sealed class Slot
+    private sealed class Slot(GameServerMetrics? metrics)
     {
         public List<(TcpConnection Connection, IByteBuffer Frame)>? Latest;
+
+        /// <summary>How many updates the last tick had for this loop (the ticker's thread only).</summary>
+        public int LastCount;
 
         public void SendLatest()
         {
             if (Interlocked.Exchange(ref Latest, null) is { } frames)
             {
-                Send(frames);
+                var notWritable = Send(frames); // not inside metrics?.…(): without metrics it would never run
+                metrics?.UpdatesCoalesced(notWritable);
             }
         }
     }

@@ -1,6 +1,9 @@
 using DotNetty.Buffers;
 using DotNetty.Transport.Channels.Embedded;
+using System.Diagnostics.Metrics;
 using GameServer.Game;
+using GameServer.Hosting;
+using Microsoft.Extensions.DependencyInjection;
 using TcpConnections;
 
 namespace GameServer.Tests;
@@ -66,6 +69,89 @@ public class UpdateBatchTests
         }
 
         Assert.Equal(0, update.ReferenceCount);
+    }
+
+    [Fact]
+    public void OneFrameForSeveralMembersOnALoop_IsSentToEach_AndEveryReferenceIsReleased()
+    {
+        var channel = new EmbeddedChannel(new ConnectionHandler());
+        var connection = TcpConnection.Of(channel);
+        var closedChannel = new EmbeddedChannel(new ConnectionHandler());
+        var closed = TcpConnection.Of(closedChannel);
+        _ = closed.CloseAsync(CloseReason.PeerClosed);
+        var batch = new UpdateBatch();
+
+        // One reference per Add, as a room takes them: three members of one room here, then another room's frame.
+        var shared = Unpooled.WrappedBuffer([0, 0, 0, 2, 4, 4]);
+        shared.Retain(2);
+        batch.Add(connection, shared);
+        batch.Add(connection, shared);
+        batch.Add(connection, shared);
+        var other = Unpooled.WrappedBuffer([0, 0, 0, 1, 5]);
+        batch.Add(connection, other);
+        var unsent = Unpooled.WrappedBuffer([0, 0, 0, 1, 6]);
+        batch.Add(closed, unsent);
+        batch.Dispatch();
+        channel.RunPendingTasks();
+        closedChannel.RunPendingTasks();
+
+        var written = new List<byte[]>();
+        while (channel.ReadOutbound<IByteBuffer>() is { } update)
+        {
+            written.Add(ReadAll(update));
+            update.Release();
+        }
+
+        Assert.Equal([[4, 4], [4, 4], [4, 4], [5]], written);
+        Assert.Equal(0, shared.ReferenceCount);
+        Assert.Equal(0, other.ReferenceCount);
+        Assert.Equal(0, unsent.ReferenceCount);
+    }
+
+    [Fact]
+    public void APeerThatIsNotWritableWhenItsLoopSends_GetsNothing_AndTheUpdateIsCountedAsCoalesced()
+    {
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var metrics = new GameServerMetrics(services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        long coalesced = 0;
+        using var listener = new MeterListener
+        {
+            InstrumentPublished = (instrument, l) =>
+            {
+                if (instrument.Name == "gameserver.state_updates.coalesced" && ReferenceEquals(instrument.Meter, metrics.Meter))
+                {
+                    l.EnableMeasurementEvents(instrument);
+                }
+            },
+        };
+        listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref coalesced, value));
+        listener.Start();
+
+        var channel = new EmbeddedChannel(new ConnectionHandler());
+        channel.Configuration.WriteBufferHighWaterMark = 64;
+        channel.Configuration.WriteBufferLowWaterMark = 32;
+        var connection = TcpConnection.Of(channel);
+        var batch = new UpdateBatch(metrics);
+        var update = Unpooled.WrappedBuffer([0, 0, 0, 1, 7]);
+        batch.Add(connection, update);
+        batch.Dispatch();
+
+        // Between the tick and its loop's turn the peer stops reading: its outbound buffer passes the high mark.
+        _ = channel.WriteAsync(Unpooled.WrappedBuffer(new byte[128]));
+        Assert.False(channel.IsWritable);
+        channel.RunPendingTasks();
+        channel.Flush();
+
+        var written = new List<byte[]>();
+        while (channel.ReadOutbound<IByteBuffer>() is { } buffer)
+        {
+            written.Add(ReadAll(buffer));
+            buffer.Release();
+        }
+
+        Assert.Equal([new byte[128]], written);
+        Assert.Equal(0, update.ReferenceCount);
+        Assert.Equal(1, Interlocked.Read(ref coalesced));
     }
 
     private static byte[] ReadAll(IByteBuffer buffer)
