@@ -75,8 +75,9 @@ public sealed class TcpConnection
     public ConnectionPhase Phase { get; private set; }
 
     /// <summary>
-    /// The channel's event loop, which never changes once it is registered; kept here so that code grouping many
-    /// connections by loop (a room's tick) reads this object only, not the channel's too.
+    /// The channel's event loop as first asked for, kept here so that code grouping many connections by loop (a room's
+    /// tick) reads this object only, not the channel's too. A channel stays on the loop it was registered on (nothing
+    /// here deregisters a live channel to register it elsewhere; code that did would have to drop this cache).
     /// </summary>
     public IEventLoop EventLoop => eventLoop ??= Channel.EventLoop;
 

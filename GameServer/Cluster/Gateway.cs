@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using DotNetty.Buffers;
 using GameProtocol.Pipeline;
 using GameServer.Game;
+using GameServer.Hosting;
 using GameServer.Options;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -29,11 +30,14 @@ public sealed class Gateway : IGatewayObserver, IHostedService
 
     private long lastPruneAt = Environment.TickCount64;
     private readonly ILogger<Gateway> logger;
+    private readonly GameServerMetrics metrics;
 
-    public Gateway(IClusterClient client, IOptions<ClusterModeOptions> cluster, IOptions<ServerOptions> server, ILogger<Gateway> logger)
+    public Gateway(
+        IClusterClient client, IOptions<ClusterModeOptions> cluster, IOptions<ServerOptions> server, GameServerMetrics metrics, ILogger<Gateway> logger)
     {
         Client = client;
         Options = cluster.Value;
+        this.metrics = metrics;
         this.logger = logger;
         Id = Options.GatewayId.Length > 0 ? Options.GatewayId : $"{Environment.MachineName}:{server.Value.Port}";
 
@@ -86,7 +90,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     public Task RoomUpdate(string roomId, Guid incarnation, long tick, byte[] frame, string[] connectionKeys)
     {
         PruneIdleRooms();
-        var batch = roomBatches.GetOrAdd(roomId, _ => new RoomBatch());
+        var batch = roomBatches.GetOrAdd(roomId, static (_, metrics) => new RoomBatch(metrics), metrics);
         var update = Unpooled.WrappedBuffer(frame);
         try
         {
@@ -202,9 +206,10 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     }
 
     /// <summary>One room's updates on their way to this gateway's loops, and the newest tick sent.</summary>
-    private sealed class RoomBatch
+    private sealed class RoomBatch(GameServerMetrics metrics)
     {
-        public UpdateBatch Updates { get; } = new();
+        // Counts the updates its loops found not writable at the moment of sending (coalesced), as the rooms' do.
+        public UpdateBatch Updates { get; } = new(metrics);
 
         public Guid Incarnation { get; set; }
 

@@ -12,7 +12,7 @@ namespace GameServer.Game;
 /// one task (one wake-up) instead of one per member. The ticker fills it and dispatches it once; each loop then sends
 /// its connections' updates in the order they were added: straight to the socket where the transport can and nothing
 /// is queued ahead (<see cref="TcpConnection.TrySendFrameNow"/>: the pipeline's per-write work was half of a
-/// /// broadcast's cost), through the pipeline otherwise, and not at all to a peer that is not writable then (coalesced:
+/// broadcast's cost), through the pipeline otherwise, and not at all to a peer that is not writable then (coalesced:
 /// it gets a later tick's). The frames are whole (their length header included).
 /// Latest wins per loop: when a loop has not yet started on the previous tick's updates, the new tick's replace them
 /// (they are whole-room states, so the newer one says everything the older one did). A loop that falls behind thus
@@ -134,12 +134,18 @@ public sealed class UpdateBatch
                 var (connection, frame) = frames[next];
                 if (!ReferenceEquals(frame, run))
                 {
-                    run?.Release(runReferences);
+                    // Forgotten before it is released: should the release throw, the finally must not release it again.
+                    var ended = run;
+                    var endedReferences = runReferences;
                     run = frame;
-                    runReferences = 0;
+                    runReferences = 1;
+                    ended?.Release(endedReferences);
+                }
+                else
+                {
+                    runReferences++;
                 }
 
-                runReferences++;
                 if (connection.TrySendFrameNow(frame) || connection.Phase != ConnectionPhase.Open || !connection.Channel.Active)
                 {
                     continue;
@@ -160,7 +166,10 @@ public sealed class UpdateBatch
         }
         finally
         {
-            run?.Release(runReferences);
+            if (runReferences > 0)
+            {
+                run!.Release(runReferences);
+            }
 
             // Whatever was not reached because something threw is still the batch's to release.
             for (next++; next < frames.Count; next++)

@@ -1,6 +1,6 @@
+using System.Diagnostics.Metrics;
 using DotNetty.Buffers;
 using DotNetty.Transport.Channels.Embedded;
-using System.Diagnostics.Metrics;
 using GameServer.Game;
 using GameServer.Hosting;
 using Microsoft.Extensions.DependencyInjection;
@@ -95,12 +95,7 @@ public class UpdateBatchTests
         channel.RunPendingTasks();
         closedChannel.RunPendingTasks();
 
-        var written = new List<byte[]>();
-        while (channel.ReadOutbound<IByteBuffer>() is { } update)
-        {
-            written.Add(ReadAll(update));
-            update.Release();
-        }
+        var written = WrittenFrames(channel);
 
         Assert.Equal([[4, 4], [4, 4], [4, 4], [5]], written);
         Assert.Equal(0, shared.ReferenceCount);
@@ -112,7 +107,7 @@ public class UpdateBatchTests
     public void APeerThatIsNotWritableWhenItsLoopSends_GetsNothing_AndTheUpdateIsCountedAsCoalesced()
     {
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var metrics = new GameServerMetrics(services.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>());
+        var metrics = new GameServerMetrics(services.GetRequiredService<IMeterFactory>());
         long coalesced = 0;
         using var listener = new MeterListener
         {
@@ -142,6 +137,16 @@ public class UpdateBatchTests
         channel.RunPendingTasks();
         channel.Flush();
 
+        var written = WrittenFrames(channel);
+
+        Assert.Equal([new byte[128]], written);
+        Assert.Equal(0, update.ReferenceCount);
+        Assert.Equal(1, Interlocked.Read(ref coalesced));
+    }
+
+    /// <summary>Every buffer the channel wrote, as bytes, each released.</summary>
+    private static List<byte[]> WrittenFrames(EmbeddedChannel channel)
+    {
         var written = new List<byte[]>();
         while (channel.ReadOutbound<IByteBuffer>() is { } buffer)
         {
@@ -149,9 +154,7 @@ public class UpdateBatchTests
             buffer.Release();
         }
 
-        Assert.Equal([new byte[128]], written);
-        Assert.Equal(0, update.ReferenceCount);
-        Assert.Equal(1, Interlocked.Read(ref coalesced));
+        return written;
     }
 
     private static byte[] ReadAll(IByteBuffer buffer)
