@@ -112,7 +112,8 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
         if (evt is ChannelInputShutdownEvent && connection is { Phase: ConnectionPhase.Open })
         {
             handshakeTimer?.Cancel();
-            if (sessionId is not null && resumable)
+            // A FIN after the client's Goodbye ends its leave: the Goodbye's answer (afterDrain) closes, not a resume.
+            if (sessionId is not null && resumable && goodbye is null)
             {
                 _ = connection.CloseGracefullyAsync(CloseReason.PeerClosed, detail: "peer sent FIN; session kept for a resume");
             }
@@ -198,6 +199,11 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
             case Goodbye bye:
                 state.RecordPeerFramesReceived(bye.FramesReceived);
                 Log.PeerGoodbye(services.Logger, state.Id, bye.Reason, bye.FramesReceived, state.FramesSent);
+
+                // The reason is the client's Goodbye from now on, whatever ends the connection before it is answered
+                // (that waits for a grain call already out, seconds while a silo is being declared dead): a client
+                // that stops waiting and resets or closes has still left, and its session is not kept for a resume.
+                state.TrySetReason(GameCloseReasons.ClientGoodbye, $"peer said '{bye.Reason}'");
                 goodbye = bye;
                 afterDrain ??= FinishGoodbye;
                 PumpNext(); // answers once everything before it is handled

@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using GameClient;
 using GameProtocol;
 using GameProtocol.Pipeline;
@@ -29,6 +31,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
 {
     private static readonly TimeSpan Patience = TimeSpan.FromSeconds(45);
     private static readonly string[] Silos = ["silo1", "silo2"];
+    private static readonly string[] Gateways = ["gateway1", "gateway2"];
     private readonly ClusterProcess cluster = fixture.Cluster;
 
     [Fact]
@@ -440,6 +443,35 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         Assert.Matches(@"\| play \| echo \| [1-9]\d* \| 0 \|", load.Output);
         Assert.Contains("server active connections: baseline 0, after the run 0", load.Output, StringComparison.Ordinal);
         Directory.Delete(reports, recursive: true);
+    }
+
+    [Fact]
+    public async Task AGoodbyeAndThenAReset_WhileAGrainCallIsOut_IsRecordedAsTheClientsGoodbye()
+    {
+        await cluster.WaitHealthyAsync();
+        using var wire = await Wire.ConnectAsync(cluster.Front);
+        var port = ((IPEndPoint)wire.Socket.LocalEndPoint!).Port;
+        await wire.SendAsync(new Hello(1, "leaver", null));
+        Assert.IsType<Welcome>(await ReceiveAsync<Welcome>(wire));
+
+        // The Echo is a grain call the Goodbye waits behind; the reset arrives before that call can come back.
+        await wire.SendRawAsync([.. Wire.Frame(new Echo(1, [1])), .. Wire.Frame(new Goodbye("leaving", 1))]);
+        wire.Socket.LingerState = new LingerOption(true, 0);
+        wire.Socket.Close();
+
+        var closed = $"from 127.0.0.1:{port} closed: ";
+        var deadline = Stopwatch.StartNew();
+        string? line = null;
+        while (line is null && deadline.Elapsed < Patience)
+        {
+            line = Gateways
+                .SelectMany(g => cluster.Log(g).Split('\n'))
+                .FirstOrDefault(l => l.Contains(closed, StringComparison.Ordinal));
+            await Task.Delay(50);
+        }
+
+        Assert.NotNull(line);
+        Assert.Contains(closed + GameCloseReasons.ClientGoodbye.Name, line, StringComparison.Ordinal);
     }
 
     [Fact]
