@@ -352,48 +352,29 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
             }
         });
 
-        for (var i = 1; i <= 10; i++)
-        {
-            await session.SendAsync(new Move(i, i, -i));
-            await session.SendAsync(new Echo(i, [(byte)i]));
-        }
+        await MoveAndEchoAsync(session, 1, 10);
 
         // Mid-stream: items and their acknowledgements are on the wire both ways when the connection goes.
-        var waited = Stopwatch.StartNew();
-        while (waited.Elapsed < Patience)
+        await WaitUntilAsync(() =>
         {
             lock (items)
             {
-                if (items.Count >= 40)
-                {
-                    break;
-                }
+                return items.Count >= 40;
             }
-
-            await Task.Delay(10);
-        }
+        });
 
         await session.DropConnectionAsync(drop);
         await resumed.Task.WaitAsync(Patience);
-        for (var i = 11; i <= 20; i++)
-        {
-            await session.SendAsync(new Move(i, i, -i));
-            await session.SendAsync(new Echo(i, [(byte)i]));
-        }
+        await MoveAndEchoAsync(session, 11, 20);
 
         var since = Stopwatch.StartNew();
-        while (since.Elapsed < Patience)
+        await WaitUntilAsync(() =>
         {
             lock (items)
             {
-                if (items.Count >= 200 && echoes.Count >= 20 && lastMove >= 20)
-                {
-                    break;
-                }
+                return items.Count >= 200 && echoes.Count >= 20 && lastMove >= 20;
             }
-
-            await Task.Delay(50);
-        }
+        });
 
         lock (items)
         {
@@ -460,15 +441,9 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         wire.Socket.Close();
 
         var closed = $"from 127.0.0.1:{port} closed: ";
-        var deadline = Stopwatch.StartNew();
         string? line = null;
-        while (line is null && deadline.Elapsed < Patience)
-        {
-            line = Gateways
-                .SelectMany(g => cluster.Log(g).Split('\n'))
-                .FirstOrDefault(l => l.Contains(closed, StringComparison.Ordinal));
-            await Task.Delay(50);
-        }
+        await WaitUntilAsync(() =>
+            (line = Gateways.SelectMany(g => cluster.Log(g).Split('\n')).FirstOrDefault(l => l.Contains(closed, StringComparison.Ordinal))) is not null);
 
         Assert.NotNull(line);
         Assert.Contains(closed + GameCloseReasons.ClientGoodbye.Name, line, StringComparison.Ordinal);
@@ -515,6 +490,26 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
             .ToList();
         Assert.Single(where);
         return where[0].Silo;
+    }
+
+    /// <summary>Polls <paramref name="done"/> until it holds or <see cref="Patience"/> runs out; the caller asserts what it needs.</summary>
+    private static async Task WaitUntilAsync(Func<bool> done)
+    {
+        var since = Stopwatch.StartNew();
+        while (!done() && since.Elapsed < Patience)
+        {
+            await Task.Delay(10);
+        }
+    }
+
+    /// <summary>Move and Echo <paramref name="from"/>..<paramref name="to"/>, in turn.</summary>
+    private static async Task MoveAndEchoAsync(GameSession session, int from, int to)
+    {
+        for (var i = from; i <= to; i++)
+        {
+            await session.SendAsync(new Move(i, i, -i));
+            await session.SendAsync(new Echo(i, [(byte)i]));
+        }
     }
 
     private static async Task EchoAsync(GameSession session, int from, int to)
