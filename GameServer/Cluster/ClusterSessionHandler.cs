@@ -66,9 +66,12 @@ public sealed class ClusterSessionHandler : ChannelHandlerAdapter
     /// <summary>Whether the connection is open (for the grain's route check). Any thread.</summary>
     public bool IsOpen => connection is { Phase: ConnectionPhase.Open } c && c.Channel.Active;
 
-    /// <summary>Where a room update goes now: the connection, if it carries a session and can take it. Any thread.</summary>
+    /// <summary>
+    /// Where a room update goes now: the connection, if it carries a session. Any thread. Whether it is still open and
+    /// writable is for its loop to check when it sends (<see cref="UpdateBatch"/>), which counts the unwritable ones.
+    /// </summary>
     public TcpConnection? UpdateTarget() =>
-        Volatile.Read(ref sessionId) is not null && connection is { Phase: ConnectionPhase.Open } c && c.Channel.Active && c.Channel.IsWritable ? c : null;
+        Volatile.Read(ref sessionId) is not null && connection is { Phase: ConnectionPhase.Open } c ? c : null;
 
     public override void ChannelActive(IChannelHandlerContext context)
     {
