@@ -116,4 +116,11 @@ internal static partial class Log
 
     [LoggerMessage(EventId = 4011, Level = LogLevel.Information, Message = "The cluster answers ({ElapsedMs} ms after joining): opening the game port")]
     public static partial void ClusterAnswering(ILogger logger, long elapsedMs);
+
+    [LoggerMessage(EventId = 4012, Level = LogLevel.Warning,
+        Message = "No connection to any silo is left: calling into the cluster so its grains can reach this gateway's players again")]
+    public static partial void ClusterConnectionLost(ILogger logger);
+
+    [LoggerMessage(EventId = 4013, Level = LogLevel.Information, Message = "Connected to the cluster again after {ElapsedMs} ms")]
+    public static partial void ClusterConnectionBack(ILogger logger, long elapsedMs);
 }

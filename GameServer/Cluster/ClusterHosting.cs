@@ -45,6 +45,7 @@ public static class ClusterHosting
             .Configure<ClientMessagingOptions>(o => o.ResponseTimeout = TimeSpan.FromMilliseconds(cluster.ResponseTimeoutMs))
             .UseConnectionRetryFilter<ConnectRetryFilter>());
         builder.Services.AddSingleton<Gateway>();
+        builder.Services.AddSingleton<IClusterConnectionStatusObserver, GatewayConnectionWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<Gateway>());
         builder.Services.AddSingleton<ISessionHandlerFactory, ClusterSessionHandlerFactory>();
     }
@@ -61,6 +62,20 @@ public static class ClusterHosting
         var options = ConfigurationOptions.Parse(cluster.Redis);
         options.AbortOnConnectFail = false; // Redis may start after us, or restart: keep trying rather than fail the process
         return options;
+    }
+}
+
+/// <summary>
+/// Tells the gateway when its client has lost every connection to the cluster. The gateway is found when that
+/// happens, not injected: it needs the client, and the client is built with its status observers.
+/// </summary>
+public sealed class GatewayConnectionWatch(IServiceProvider services) : IClusterConnectionStatusObserver
+{
+    public void NotifyClusterConnectionLost() => services.GetRequiredService<Gateway>().OnClusterConnectionLost();
+
+    public void NotifyGatewayCountChanged(int currentNumberOfGateways, int previousNumberOfGateways, bool connectionRecovered)
+    {
+        // Losing one of several connections loses nothing: a silo reaches this gateway through any it still holds.
     }
 }
 

@@ -17,7 +17,7 @@ namespace GameServer.Cluster;
 /// a live connection's handler and nothing else. Registered as a hosted service after the Orleans client, so on stop
 /// it waits for the connections' last words to the grains (their drops) before the client goes.
 /// </summary>
-public sealed class Gateway : IGatewayObserver, IHostedService
+public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
 {
     private readonly ConcurrentDictionary<string, ClusterSessionHandler> connections = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, RoomBatch> roomBatches = new(StringComparer.Ordinal);
@@ -28,6 +28,8 @@ public sealed class Gateway : IGatewayObserver, IHostedService
     /// <summary>A room that sent nothing for this long is forgotten here (a live room sends every tick).</summary>
     private static readonly TimeSpan RoomIdleAfter = TimeSpan.FromSeconds(30);
 
+    private readonly CancellationTokenSource stopping = new();
+    private int callingIn;
     private long lastPruneAt = Environment.TickCount64;
     private readonly ILogger<Gateway> logger;
     private readonly GameServerMetrics metrics;
@@ -174,6 +176,46 @@ public sealed class Gateway : IGatewayObserver, IHostedService
         var role = $"gateway {Id}";
         Log.ClusterRole(logger, role, Options.ClusterId, Options.Redis);
         var since = System.Diagnostics.Stopwatch.StartNew();
+        await CallInAsync(cancellationToken);
+        Log.ClusterAnswering(logger, (long)since.Elapsed.TotalMilliseconds);
+    }
+
+    /// <summary>
+    /// The client has no open connection to any silo's gateway left (the silos it used are gone). Its connections
+    /// are opened only by calls it makes, and a silo reaches this gateway's observers (the room updates, the pushed
+    /// messages) only through a connection it holds: a gateway whose players only listen would hear nothing from the
+    /// rooms that come back on the other silos until one of them sent something. So it calls in at once.
+    /// </summary>
+    internal void OnClusterConnectionLost()
+    {
+        if (stopping.IsCancellationRequested || Interlocked.Exchange(ref callingIn, 1) == 1)
+        {
+            return;
+        }
+
+        Log.ClusterConnectionLost(logger);
+        _ = Task.Run(async () =>
+        {
+            var since = System.Diagnostics.Stopwatch.StartNew();
+            try
+            {
+                await CallInAsync(stopping.Token);
+                Log.ClusterConnectionBack(logger, (long)since.Elapsed.TotalMilliseconds);
+            }
+            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+            {
+                // Stopping: nobody is left to hear from the cluster.
+            }
+            finally
+            {
+                Volatile.Write(ref callingIn, 0);
+            }
+        });
+    }
+
+    /// <summary>One real call into the cluster, retried until it answers: it opens a connection to a live silo.</summary>
+    private async Task CallInAsync(CancellationToken cancellationToken)
+    {
         var probe = Client.GetGrain<ISessionGrain>($"probe-{Id}");
         for (var attempt = 1; ; attempt++)
         {
@@ -181,7 +223,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService
             {
                 // A token nobody holds: the grain answers resume_unknown and keeps nothing.
                 await probe.Resume($"probe-{Id}.-", 0, new Route(Reference, $"{Id}/probe"), 0).WaitAsync(cancellationToken);
-                break;
+                return;
             }
             catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
             {
@@ -189,12 +231,12 @@ public sealed class Gateway : IGatewayObserver, IHostedService
                 await Task.Delay(ProbeRetryDelay, cancellationToken);
             }
         }
-
-        Log.ClusterAnswering(logger, (long)since.Elapsed.TotalMilliseconds);
     }
 
     public async Task StopAsync(CancellationToken cancellationToken)
     {
+        // Before the client stops (hosted services stop in reverse order): its connections closing then are no loss.
+        await stopping.CancelAsync();
         try
         {
             await Task.WhenAll(lastWords.Keys).WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
@@ -204,6 +246,8 @@ public sealed class Gateway : IGatewayObserver, IHostedService
             // The sessions whose drops did not arrive find out by their route checks.
         }
     }
+
+    public void Dispose() => stopping.Dispose();
 
     /// <summary>One room's updates on their way to this gateway's loops, and the newest tick sent.</summary>
     private sealed class RoomBatch(GameServerMetrics metrics)

@@ -67,22 +67,23 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
     public async Task ASiloIsKilled_ItsRoomComesBackOnTheOtherSilo_WithEverySeat_AndNoReliableMessageLost()
     {
         await cluster.WaitHealthyAsync();
-        const string Room = "silo-kill";
-        await using var watcher = await ConnectAsync("watcher");
-        await watcher.SendAsync(new JoinRoom(Room));
-        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == watcher.SessionId));
-        var silo = SiloOfRoom(Room);
 
-        // The mover's session must live where the room does, so the kill takes both: a player is placed at random,
-        // so players are opened until one lands there (each has a one in two chance).
-        GameSession? mover = null;
+        // The kill must take the room, the mover's session and the watcher's together: the room's players are
+        // checked across the loss of everything they had on that silo, and a gateway that only listens (the
+        // watcher's, when it is not the mover's) may then hold no connection to the cluster at all. Orleans places a
+        // new grain on the silo the call came through when it can, so a room tends to live where its first player's
+        // session does, and a session where its gateway's connection goes: the mover joins first, and candidates
+        // are tried until they land together.
+        var (room, silo, mover) = await PlayerAndRoomOnOneSiloAsync("silo-kill", "mover");
+        await using var _ = mover;
+        GameSession? watcher = null;
         var others = new List<GameSession>();
-        for (var i = 0; i < 20 && mover is null; i++)
+        for (var i = 0; i < 20 && watcher is null; i++)
         {
-            var candidate = await ConnectAsync($"mover{i}");
-            if (cluster.Log(silo).Contains($"Session {candidate.SessionId} opened", StringComparison.Ordinal))
+            var candidate = await ConnectAsync($"watcher{i}");
+            if (await WhereAsync(Silos, $"Session {candidate.SessionId} opened") == silo)
             {
-                mover = candidate;
+                watcher = candidate;
             }
             else
             {
@@ -90,15 +91,11 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
             }
         }
 
-        foreach (var other in others)
-        {
-            await GoodbyeAsync(other);
-            await other.DisposeAsync();
-        }
-
-        Assert.NotNull(mover);
-        await using var _ = mover;
-        await mover.SendAsync(new JoinRoom(Room));
+        await LeaveAsync(others);
+        Assert.NotNull(watcher);
+        await using var __ = watcher;
+        await watcher.SendAsync(new JoinRoom(room));
+        await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == watcher.SessionId));
         await mover.SendAsync(new Move(1, 3, 4));
         await NextAsync<StateUpdate>(watcher, u => u.Players.Any(p => p.PlayerId == mover.SessionId && p.LastSeq == 1));
         await EchoAsync(mover, 1, 10);
@@ -481,6 +478,55 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
     }
 
     /// <summary>Which silo logged that the room is active there (the last one to, if it moved before).</summary>
+    /// <summary>
+    /// A player whose session lives on the silo of the room it joined first (a fresh room id per try): the room is
+    /// placed from its first player's session, on that silo when the placement can.
+    /// </summary>
+    private async Task<(string Room, string Silo, GameSession Player)> PlayerAndRoomOnOneSiloAsync(string roomPrefix, string namePrefix)
+    {
+        var others = new List<GameSession>();
+        try
+        {
+            for (var i = 0; i < 20; i++)
+            {
+                var candidate = await ConnectAsync($"{namePrefix}{i}");
+                var room = $"{roomPrefix}-{i}";
+                await candidate.SendAsync(new JoinRoom(room));
+                await NextAsync<StateUpdate>(candidate, u => u.Players.Any(p => p.PlayerId == candidate.SessionId));
+                var silo = SiloOfRoom(room);
+                if (await WhereAsync(Silos, $"Session {candidate.SessionId} opened") == silo)
+                {
+                    return (room, silo, candidate);
+                }
+
+                others.Add(candidate);
+            }
+
+            throw new InvalidOperationException($"no {namePrefix} landed on the silo of the room it joined in 20 tries");
+        }
+        finally
+        {
+            await LeaveAsync(others);
+        }
+    }
+
+    /// <summary>The process (of <paramref name="parts"/>) whose log has <paramref name="line"/>, once one has: logs are written behind.</summary>
+    private async Task<string> WhereAsync(string[] parts, string line)
+    {
+        string? found = null;
+        await WaitUntilAsync(() => (found = parts.FirstOrDefault(p => cluster.Log(p).Contains(line, StringComparison.Ordinal))) is not null);
+        return found ?? throw new InvalidOperationException($"no log of {string.Join(", ", parts)} says '{line}'");
+    }
+
+    private static async Task LeaveAsync(List<GameSession> sessions)
+    {
+        foreach (var session in sessions)
+        {
+            await GoodbyeAsync(session);
+            await session.DisposeAsync();
+        }
+    }
+
     private string SiloOfRoom(string room)
     {
         var line = $"Room {room} active on this silo";
