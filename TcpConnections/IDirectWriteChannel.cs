@@ -19,4 +19,17 @@ public interface IDirectWriteChannel
     /// caller's: its reader index is not moved and it is not released.
     /// </summary>
     bool TryWriteNow(IByteBuffer data);
+
+    /// <summary>
+    /// How many steps <see cref="PrefetchForWrite"/> takes to bring in what <see cref="TryWriteNow"/> reads: one per
+    /// object in the chain from the channel, as each step reads a reference the step before brought in.
+    /// </summary>
+    int PrefetchSteps { get; }
+
+    /// <summary>
+    /// Starts loading step <paramref name="step"/> (0 = the channel itself) of what <see cref="TryWriteNow"/> reads;
+    /// a caller about to write to many channels calls each step some work after the one before, so it has arrived.
+    /// A hint only: any thread, any state, no effect but on timing.
+    /// </summary>
+    void PrefetchForWrite(int step);
 }
