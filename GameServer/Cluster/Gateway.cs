@@ -29,7 +29,9 @@ public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
     private static readonly TimeSpan RoomIdleAfter = TimeSpan.FromSeconds(30);
 
     private readonly CancellationTokenSource stopping = new();
+    private readonly CancellationToken stoppingToken;
     private int callingIn;
+    private int lostSinceCall;
     private long lastPruneAt = Environment.TickCount64;
     private readonly ILogger<Gateway> logger;
     private readonly GameServerMetrics metrics;
@@ -41,6 +43,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
         Options = cluster.Value;
         this.metrics = metrics;
         this.logger = logger;
+        stoppingToken = stopping.Token;
         Id = Options.GatewayId.Length > 0 ? Options.GatewayId : $"{Environment.MachineName}:{server.Value.Port}";
 
         // Created on first use, when the client is connected. Kept for the process's life: grains hold it in routes.
@@ -188,29 +191,48 @@ public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
     /// </summary>
     internal void OnClusterConnectionLost()
     {
-        if (stopping.IsCancellationRequested || Interlocked.Exchange(ref callingIn, 1) == 1)
+        if (stoppingToken.IsCancellationRequested)
+        {
+            return;
+        }
+
+        // Left for a call-in already running to see, should this loss come after its call answered.
+        Volatile.Write(ref lostSinceCall, 1);
+        if (Interlocked.CompareExchange(ref callingIn, 1, 0) != 0)
         {
             return;
         }
 
         Log.ClusterConnectionLost(logger);
-        _ = Task.Run(async () =>
+        _ = Task.Run(CallInWhileLostAsync);
+    }
+
+    private async Task CallInWhileLostAsync()
+    {
+        var since = System.Diagnostics.Stopwatch.StartNew();
+        try
         {
-            var since = System.Diagnostics.Stopwatch.StartNew();
-            try
+            while (true)
             {
-                await CallInAsync(stopping.Token);
+                while (Interlocked.Exchange(ref lostSinceCall, 0) == 1)
+                {
+                    await CallInAsync(stoppingToken);
+                }
+
                 Log.ClusterConnectionBack(logger, (long)since.Elapsed.TotalMilliseconds);
-            }
-            catch (OperationCanceledException) when (stopping.IsCancellationRequested)
-            {
-                // Stopping: nobody is left to hear from the cluster.
-            }
-            finally
-            {
                 Volatile.Write(ref callingIn, 0);
+
+                // A loss between the last check and the line above found a caller and left its mark for it.
+                if (Volatile.Read(ref lostSinceCall) == 0 || Interlocked.CompareExchange(ref callingIn, 1, 0) != 0)
+                {
+                    return;
+                }
             }
-        });
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+            // Stopping: nobody is left to hear from the cluster.
+        }
     }
 
     /// <summary>One real call into the cluster, retried until it answers: it opens a connection to a live silo.</summary>
@@ -225,7 +247,7 @@ public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
                 await probe.Resume($"probe-{Id}.-", 0, new Route(Reference, $"{Id}/probe"), 0).WaitAsync(cancellationToken);
                 return;
             }
-            catch (Exception ex) when (ex is not OperationCanceledException && ex is not OutOfMemoryException)
+            catch (Exception ex) when (!cancellationToken.IsCancellationRequested && ex is not OutOfMemoryException)
             {
                 Log.ClusterConnectRetry(logger, attempt, ex.Message);
                 await Task.Delay(ProbeRetryDelay, cancellationToken);
@@ -247,7 +269,12 @@ public sealed class Gateway : IGatewayObserver, IHostedService, IDisposable
         }
     }
 
-    public void Dispose() => stopping.Dispose();
+    public void Dispose()
+    {
+        // A host that failed to start never ran StopAsync: a call-in still running must end with it all the same.
+        stopping.Cancel();
+        stopping.Dispose();
+    }
 
     /// <summary>One room's updates on their way to this gateway's loops, and the newest tick sent.</summary>
     private sealed class RoomBatch(GameServerMetrics metrics)

@@ -78,20 +78,24 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         await using var _ = mover;
         GameSession? watcher = null;
         var others = new List<GameSession>();
-        for (var i = 0; i < 20 && watcher is null; i++)
+        try
         {
-            var candidate = await ConnectAsync($"watcher{i}");
-            if (await WhereAsync(Silos, $"Session {candidate.SessionId} opened") == silo)
+            for (var i = 0; i < 20 && watcher is null; i++)
             {
-                watcher = candidate;
-            }
-            else
-            {
+                var candidate = await ConnectAsync($"watcher{i}");
                 others.Add(candidate);
+                if (await WhereAsync(Silos, $"Session {candidate.SessionId} opened") == silo)
+                {
+                    others.Remove(candidate);
+                    watcher = candidate;
+                }
             }
         }
+        finally
+        {
+            await LeaveAsync(others);
+        }
 
-        await LeaveAsync(others);
         Assert.NotNull(watcher);
         await using var __ = watcher;
         await watcher.SendAsync(new JoinRoom(room));
@@ -477,7 +481,6 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         }
     }
 
-    /// <summary>Which silo logged that the room is active there (the last one to, if it moved before).</summary>
     /// <summary>
     /// A player whose session lives on the silo of the room it joined first (a fresh room id per try): the room is
     /// placed from its first player's session, on that silo when the placement can.
@@ -490,16 +493,16 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
             for (var i = 0; i < 20; i++)
             {
                 var candidate = await ConnectAsync($"{namePrefix}{i}");
+                others.Add(candidate);
                 var room = $"{roomPrefix}-{i}";
                 await candidate.SendAsync(new JoinRoom(room));
                 await NextAsync<StateUpdate>(candidate, u => u.Players.Any(p => p.PlayerId == candidate.SessionId));
-                var silo = SiloOfRoom(room);
+                var silo = await WhereAsync(Silos, $"Room {room} active on this silo");
                 if (await WhereAsync(Silos, $"Session {candidate.SessionId} opened") == silo)
                 {
+                    others.Remove(candidate);
                     return (room, silo, candidate);
                 }
-
-                others.Add(candidate);
             }
 
             throw new InvalidOperationException($"no {namePrefix} landed on the silo of the room it joined in 20 tries");
@@ -527,6 +530,7 @@ public sealed class ClusterTests(ClusterFixture fixture, ITestOutputHelper outpu
         }
     }
 
+    /// <summary>Which silo logged that the room is active there (the last one to, if it moved before).</summary>
     private string SiloOfRoom(string room)
     {
         var line = $"Room {room} active on this silo";
