@@ -13,19 +13,21 @@ public static class CacheLines
 {
     private const int LineBytes = 64;
 
+    /// <summary>Starts loading the lines that hold <paramref name="target"/> from its reference to <paramref name="bytes"/> past it (its fields' offsets).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static unsafe void Prefetch(object? target, int lines)
+    public static unsafe void Prefetch(object? target, int bytes)
     {
         if (target is null || !Sse.IsSupported)
         {
             return;
         }
 
-        // The reference is the object's address (its header word); reading it as a number pins nothing and needs not.
-        var address = (byte*)Unsafe.As<object, nint>(ref target);
-        for (var line = 0; line < lines; line++)
+        // A reference is the address of the object's type pointer, its fields follow it; objects are aligned to 8
+        // bytes, not to lines, so the span is walked from the line the object starts in to the one its last byte is in.
+        var start = Unsafe.As<object, nint>(ref target);
+        for (var line = start & ~(nint)(LineBytes - 1); line < start + bytes; line += LineBytes)
         {
-            Sse.Prefetch0(address + (line * LineBytes));
+            Sse.Prefetch0((void*)line);
         }
     }
 }

@@ -24,12 +24,15 @@ public interface IDirectWriteChannel
     /// How many steps <see cref="PrefetchForWrite"/> takes to bring in what <see cref="TryWriteNow"/> reads: one per
     /// object in the chain from the channel, as each step reads a reference the step before brought in.
     /// </summary>
-    int PrefetchSteps { get; }
+    int PrefetchSteps => 0;
 
     /// <summary>
     /// Starts loading step <paramref name="step"/> (0 = the channel itself) of what <see cref="TryWriteNow"/> reads;
     /// a caller about to write to many channels calls each step some work after the one before, so it has arrived.
-    /// A hint only: any thread, any state, no effect but on timing.
+    /// A hint only: any thread, any state, no effect but on timing. Both default to nothing, for a transport that has
+    /// not measured what it reads.
     /// </summary>
-    void PrefetchForWrite(int step);
+    void PrefetchForWrite(int step)
+    {
+    }
 }

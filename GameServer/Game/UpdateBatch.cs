@@ -127,12 +127,12 @@ public sealed class UpdateBatch
         var runReferences = 0;
         var notWritable = 0;
         var next = 0;
+        var steps = frames.Count == 0 ? 0 : frames[0].Connection.PrefetchSteps; // one transport per loop
         try
         {
             for (; next < frames.Count; next++)
             {
                 var (connection, frame) = frames[next];
-                PrefetchAhead(frames, next);
                 if (!ReferenceEquals(frame, run))
                 {
                     // Forgotten before it is released: should the release throw, the finally must not release it again.
@@ -147,6 +147,7 @@ public sealed class UpdateBatch
                     runReferences++;
                 }
 
+                PrefetchAhead(frames, next, steps);
                 if (connection.TrySendFrameNow(frame) || connection.Phase != ConnectionPhase.Open || !connection.Channel.Active)
                 {
                     continue;
@@ -189,9 +190,8 @@ public sealed class UpdateBatch
     /// kernel work evicts the last one's, so without this the loop's own time per update was mostly waiting for those
     /// first reads (perf: samples piled on the first load from each object).
     /// </summary>
-    private static void PrefetchAhead(List<(TcpConnection Connection, IByteBuffer Frame)> frames, int next)
+    private static void PrefetchAhead(List<(TcpConnection Connection, IByteBuffer Frame)> frames, int next, int steps)
     {
-        var steps = frames[next].Connection.PrefetchSteps;
         for (var ahead = 1; ahead <= steps && next + ahead < frames.Count; ahead++)
         {
             frames[next + ahead].Connection.PrefetchForSend(steps - ahead);
