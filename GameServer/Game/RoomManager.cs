@@ -75,9 +75,14 @@ public sealed class RoomManager : BackgroundService
             while (await timer.WaitForNextTickAsync(stoppingToken))
             {
                 var now = time.GetUtcNow().ToUnixTimeMilliseconds();
-                foreach (var room in rooms.Values)
+                // The dictionary's enumerator, not its Values: those are a copy made under every lock, each tick.
+                foreach (var (_, room) in rooms)
                 {
-                    if (!room.Tick(now, PooledByteBufferAllocator.Default, maxFrameBytes, batch))
+                    // Unpooled: each room keeps its last frame to write the next tick over, and a room dropped when it
+                    // empties is not ticked again to give it back; the garbage collector takes it with the room. (So
+                    // room frames are outside the pool's leak detection; StateUpdateFrameTests and RoomUpdateBytesTests
+                    // hold their reference counting and their bytes.)
+                    if (!room.Tick(now, UnpooledByteBufferAllocator.Default, maxFrameBytes, batch))
                     {
                         Log.RoomTooBig(logger, room.Id, room.Count, maxFrameBytes);
                     }

@@ -20,8 +20,8 @@ namespace GameServer.Game;
 /// growing with a queue of stale ones.
 /// Room updates are not sequenced (section 10 of PROTOCOL.md): one may be written just before or after a reliable
 /// message queued on the same loop around its tick, and a member whose update was replaced but who is not in the
-/// next tick's (it dropped meanwhile) gets none until it is back. Only the ticker's thread calls <see cref="Add"/> and
-/// <see cref="Dispatch"/>.
+/// next tick's (it dropped meanwhile) gets none until it is back. One thread at a time calls <see cref="Add"/> and
+/// <see cref="Dispatch"/>: the ticker's, or a cluster gateway's caller holding its room's lock.
 /// </summary>
 public sealed class UpdateBatch
 {
@@ -51,9 +51,16 @@ public sealed class UpdateBatch
             }
         }
 
-        // Sized like this loop's share of the last tick: a list grown by doubling each tick is garbage made 20 times
-        // a second.
-        var share = new List<(TcpConnection Connection, IByteBuffer Frame)>(slots.TryGetValue(loop, out var slot) ? slot.LastCount : 0);
+        // The list this loop's task emptied after its last send, when there is one: a list per loop per tick would be
+        // garbage made 20 times a second for as long as the server runs (at thousands of players, tens of KiB each).
+        // Otherwise one sized like this loop's share of the last tick.
+        List<(TcpConnection Connection, IByteBuffer Frame)>? share = null;
+        if (slots.TryGetValue(loop, out var slot))
+        {
+            share = Interlocked.Exchange(ref slot.Spare, null);
+        }
+
+        share ??= new List<(TcpConnection Connection, IByteBuffer Frame)>(slot?.LastCount ?? 0);
         share.Add((connection, frame));
         byLoop.Add((loop, share));
     }
@@ -86,6 +93,7 @@ public sealed class UpdateBatch
                 // The task that will take it is already queued; it takes these instead.
                 replaced += stale.Count;
                 Release(stale);
+                slot.Recycle(stale);
                 continue;
             }
 
@@ -104,11 +112,23 @@ public sealed class UpdateBatch
         }
 
         byLoop.Clear();
-        foreach (var loop in slots.Keys.Where(l => l.IsShuttingDown).ToList())
+        List<IEventLoop>? ending = null; // made only when a loop is ending: a tick allocates nothing of its own here
+        foreach (var (loop, _) in slots)
         {
-            if (slots.Remove(loop, out var ended) && Interlocked.Exchange(ref ended.Latest, null) is { } unsent)
+            if (loop.IsShuttingDown)
             {
-                Release(unsent);
+                (ending ??= []).Add(loop);
+            }
+        }
+
+        if (ending is not null)
+        {
+            foreach (var loop in ending)
+            {
+                if (slots.Remove(loop, out var ended) && Interlocked.Exchange(ref ended.Latest, null) is { } unsent)
+                {
+                    Release(unsent);
+                }
             }
         }
 
@@ -203,6 +223,12 @@ public sealed class UpdateBatch
     {
         public List<(TcpConnection Connection, IByteBuffer Frame)>? Latest;
 
+        /// <summary>
+        /// An emptied list for the ticker's next <see cref="Add"/> for this loop, or null. Handed over by exchange
+        /// only: the loop puts back the list it sent while the ticker may be taking the one before.
+        /// </summary>
+        public List<(TcpConnection Connection, IByteBuffer Frame)>? Spare;
+
         /// <summary>How many updates the last tick had for this loop (the ticker's thread only).</summary>
         public int LastCount;
 
@@ -212,7 +238,18 @@ public sealed class UpdateBatch
             {
                 var notWritable = Send(frames); // not inside metrics?.…(): without metrics it would never run
                 metrics?.UpdatesCoalesced(notWritable);
+                Recycle(frames);
             }
+        }
+
+        /// <summary>
+        /// Keeps <paramref name="frames"/>, whose every frame has been released, for the next tick. Cleared first:
+        /// a spare list must not keep connections (or buffers) of players who have left reachable.
+        /// </summary>
+        public void Recycle(List<(TcpConnection Connection, IByteBuffer Frame)> frames)
+        {
+            frames.Clear();
+            Volatile.Write(ref Spare, frames);
         }
     }
 

@@ -34,20 +34,10 @@ public static class StateUpdateFrame
     /// </summary>
     public static IByteBuffer Encode(IByteBufferAllocator allocator, long tick, long serverTimeUnixMs, ReadOnlySpan<Entry> players)
     {
-        var capacity = TcpConnections.FrameDecoder.HeaderBytes + FixedBytes;
-        foreach (var player in players)
-        {
-            capacity += player.EncodedId.Length + EntryBytesBeyondId;
-        }
-
-        var buffer = allocator.HeapBuffer(capacity);
+        var buffer = allocator.HeapBuffer(FrameBytesAtMost(players));
         try
         {
-            var start = buffer.WriterIndex;
-            var body = buffer.Array.AsMemory(buffer.ArrayOffset + start + TcpConnections.FrameDecoder.HeaderBytes, capacity - TcpConnections.FrameDecoder.HeaderBytes);
-            var written = Write(body, tick, serverTimeUnixMs, players);
-            buffer.SetWriterIndex(start + TcpConnections.FrameDecoder.HeaderBytes + written);
-            buffer.SetInt(start, written);
+            Write(buffer, tick, serverTimeUnixMs, players);
             return buffer;
         }
         catch
@@ -57,27 +47,68 @@ public static class StateUpdateFrame
         }
     }
 
-    private static int Write(Memory<byte> body, long tick, long serverTimeUnixMs, ReadOnlySpan<Entry> players)
+    /// <summary>The most bytes <see cref="Write"/> can need for <paramref name="players"/>, length header included.</summary>
+    public static int FrameBytesAtMost(ReadOnlySpan<Entry> players)
     {
-        var output = new FixedWriter(body);
-        var writer = new MessagePackWriter(output);
-        writer.WriteArrayHeader(2);
-        writer.Write(MessageTags.StateUpdate);
-        writer.WriteArrayHeader(3);
-        writer.Write(tick);
-        writer.Write(serverTimeUnixMs);
-        writer.WriteArrayHeader(players.Length);
+        var bytes = TcpConnections.FrameDecoder.HeaderBytes + FixedBytes;
         foreach (var player in players)
         {
-            writer.WriteArrayHeader(4);
-            writer.WriteRaw(player.EncodedId);
-            writer.Write(player.X);
-            writer.Write(player.Y);
-            writer.Write(player.LastSeq);
+            bytes += player.EncodedId.Length + EntryBytesBeyondId;
         }
 
-        writer.Flush();
-        return output.Written;
+        return bytes;
+    }
+
+    /// <summary>
+    /// Appends one whole frame (length header included) at <paramref name="buffer"/>'s writer index, as
+    /// <see cref="Encode"/> makes it, into a heap buffer (one with a backing array) the caller owns and reuses; it is
+    /// grown to <see cref="FrameBytesAtMost"/> bytes of room if it has less.
+    /// </summary>
+    public static void Write(IByteBuffer buffer, long tick, long serverTimeUnixMs, ReadOnlySpan<Entry> players)
+    {
+        ArgumentNullException.ThrowIfNull(buffer);
+        var bytes = FrameBytesAtMost(players);
+        buffer.EnsureWritable(bytes);
+        var start = buffer.WriterIndex;
+        var body = buffer.Array.AsMemory(buffer.ArrayOffset + start + TcpConnections.FrameDecoder.HeaderBytes, bytes - TcpConnections.FrameDecoder.HeaderBytes);
+        var written = WriteBody(body, tick, serverTimeUnixMs, players);
+        buffer.SetWriterIndex(start + TcpConnections.FrameDecoder.HeaderBytes + written);
+        buffer.SetInt(start, written);
+    }
+
+    // One writer per thread, pointed at each frame's room in turn: a room's tick would otherwise allocate one.
+    [ThreadStatic]
+    private static FixedWriter? threadWriter;
+
+    private static int WriteBody(Memory<byte> body, long tick, long serverTimeUnixMs, ReadOnlySpan<Entry> players)
+    {
+        var output = threadWriter ??= new FixedWriter();
+        output.Reset(body);
+        try
+        {
+            var writer = new MessagePackWriter(output);
+            writer.WriteArrayHeader(2);
+            writer.Write(MessageTags.StateUpdate);
+            writer.WriteArrayHeader(3);
+            writer.Write(tick);
+            writer.Write(serverTimeUnixMs);
+            writer.WriteArrayHeader(players.Length);
+            foreach (var player in players)
+            {
+                writer.WriteArrayHeader(4);
+                writer.WriteRaw(player.EncodedId);
+                writer.Write(player.X);
+                writer.Write(player.Y);
+                writer.Write(player.LastSeq);
+            }
+
+            writer.Flush();
+            return output.Written;
+        }
+        finally
+        {
+            output.Reset(Memory<byte>.Empty); // the buffer's array is not kept reachable from the thread
+        }
     }
 
     /// <summary>One player's entry: its id as <see cref="EncodeId"/> made it, and where it is.</summary>
@@ -87,9 +118,17 @@ public static class StateUpdateFrame
     /// The buffer's room, sized beforehand to the largest encoding: the writer never needs more, and asking for more
     /// than is left is a bug in that sizing, not something to grow for.
     /// </summary>
-    private sealed class FixedWriter(Memory<byte> memory) : IBufferWriter<byte>
+    private sealed class FixedWriter : IBufferWriter<byte>
     {
+        private Memory<byte> memory;
+
         public int Written { get; private set; }
+
+        public void Reset(Memory<byte> room)
+        {
+            memory = room;
+            Written = 0;
+        }
 
         public void Advance(int count) => Written += count;
 

@@ -82,17 +82,113 @@ public class StateUpdateFrameTests
             Assert.Equal(expected, ReadAll(update.Duplicate()));
         }
 
-        // One reference per member's slice and none left of the room's or the batch's: a reference taken too many
-        // (or too few) at the tick shows here.
+        // One reference per member's slice and the room's own (its next tick writes over the frame once it is the
+        // only one left), none of the batch's: a reference taken too many (or too few) at the tick shows here.
         Assert.All(sent, update => Assert.Same(sent[0].Unwrap(), update.Unwrap()));
-        Assert.Equal(channels.Length, sent[0].ReferenceCount);
+        Assert.Equal(channels.Length + 1, sent[0].ReferenceCount);
 
         foreach (var update in sent)
         {
             update.Release();
         }
 
+        Assert.Equal(1, sent[0].Unwrap().ReferenceCount);
+
+        // A room that ticks empty lets its frame go.
+        foreach (var member in members)
+        {
+            room.Remove(member);
+        }
+
+        Assert.True(room.Tick(1_700_000_000_050, UnpooledByteBufferAllocator.Default, 1 << 20, batch));
         Assert.Equal(0, sent[0].Unwrap().ReferenceCount);
+    }
+
+    [Fact]
+    public void ARoomsNextTick_WritesOverItsFrame_OnlyOnceNoMemberStillHoldsIt()
+    {
+        var room = new Room("r");
+        var channels = Enumerable.Range(0, 2).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
+        var members = channels
+            .Select((channel, i) => new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100)))
+            .ToArray();
+        foreach (var member in members)
+        {
+            Assert.True(room.TryAdd(member));
+        }
+
+        var batch = new UpdateBatch();
+        IByteBuffer[] TickAndRead(long time)
+        {
+            Assert.True(room.Tick(time, UnpooledByteBufferAllocator.Default, 1 << 20, batch));
+            batch.Dispatch();
+            return [.. channels.Select(channel =>
+            {
+                channel.RunPendingTasks();
+                return Assert.IsAssignableFrom<IByteBuffer>(channel.ReadOutbound<IByteBuffer>());
+            })];
+        }
+
+        byte[] Expected(long tick, long time) => ProtocolSerializer.Serialize(new StateUpdate(tick, time, [.. members.Select(m => m.State)]));
+
+        // A member whose write has not finished (its slice still held) keeps the first tick's bytes as they were.
+        var expectedFirst = Expected(1, 1_000);
+        var first = TickAndRead(1_000);
+        members[0].Move(5, 1f, 2f);
+        var second = TickAndRead(1_050);
+        Assert.NotSame(first[0].Unwrap(), second[0].Unwrap());
+        Assert.All(second, update => Assert.Equal(Expected(2, 1_050), ReadAll(update.Duplicate())));
+        members[1].Move(9, 3f, 4f);
+
+        // Once every member is done with the second tick's frame, the third is written over it.
+        foreach (var update in second)
+        {
+            update.Release();
+        }
+
+        var third = TickAndRead(1_100);
+        Assert.Same(second[0].Unwrap(), third[0].Unwrap());
+        Assert.All(third, update => Assert.Equal(Expected(3, 1_100), ReadAll(update.Duplicate())));
+        Assert.All(first, update => Assert.Equal(expectedFirst, ReadAll(update.Duplicate())));
+
+        foreach (var update in first.Concat(third))
+        {
+            update.Release();
+        }
+    }
+
+    [Fact]
+    public void ARoomsTick_AllocatesNothing_OnceItsMembersAndTheirLoopsAreKnown()
+    {
+        var room = new Room("r");
+        var channels = Enumerable.Range(0, 8).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
+        foreach (var (channel, i) in channels.Select((c, i) => (c, i)))
+        {
+            Assert.True(room.TryAdd(new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100))));
+        }
+
+        var batch = new UpdateBatch();
+        long allocated = 0;
+        for (var tick = 0; tick < 10; tick++)
+        {
+            // The ticker's part only (the loops' sends go through the embedded pipeline, which allocates its own).
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            Assert.True(room.Tick(1_000 + tick, UnpooledByteBufferAllocator.Default, 1 << 20, batch));
+            var after = GC.GetAllocatedBytesForCurrentThread();
+            if (tick >= 5)
+            {
+                allocated += after - before;
+            }
+
+            batch.Dispatch();
+            foreach (var channel in channels)
+            {
+                channel.RunPendingTasks();
+                channel.ReadOutbound<IByteBuffer>().Release();
+            }
+        }
+
+        Assert.Equal(0, allocated);
     }
 
     private static byte[] ReadAll(IByteBuffer buffer)
