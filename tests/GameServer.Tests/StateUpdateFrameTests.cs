@@ -50,15 +50,7 @@ public class StateUpdateFrameTests
     [Fact]
     public void ARoomsTick_GivesEveryMemberTheSameBytes_AndReleasesTheSharedFrameOnceAllHaveIt()
     {
-        var room = new Room("r");
-        var channels = Enumerable.Range(0, 3).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
-        var members = channels
-            .Select((channel, i) => new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100)))
-            .ToArray();
-        foreach (var member in members)
-        {
-            Assert.True(room.TryAdd(member));
-        }
+        var (room, channels, members) = RoomOf(3);
 
         members[1].Move(7, 1.5f, -2f);
         var batch = new UpdateBatch();
@@ -107,15 +99,7 @@ public class StateUpdateFrameTests
     [Fact]
     public void ARoomsNextTick_WritesOverItsFrame_OnlyOnceNoMemberStillHoldsIt()
     {
-        var room = new Room("r");
-        var channels = Enumerable.Range(0, 2).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
-        var members = channels
-            .Select((channel, i) => new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100)))
-            .ToArray();
-        foreach (var member in members)
-        {
-            Assert.True(room.TryAdd(member));
-        }
+        var (room, channels, members) = RoomOf(2);
 
         var batch = new UpdateBatch();
         IByteBuffer[] TickAndRead(long time)
@@ -160,12 +144,7 @@ public class StateUpdateFrameTests
     [Fact]
     public void ARoomsTick_AllocatesNothing_OnceItsMembersAndTheirLoopsAreKnown()
     {
-        var room = new Room("r");
-        var channels = Enumerable.Range(0, 8).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
-        foreach (var (channel, i) in channels.Select((c, i) => (c, i)))
-        {
-            Assert.True(room.TryAdd(new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100))));
-        }
+        var (room, channels, _) = RoomOf(8);
 
         var batch = new UpdateBatch();
         long allocated = 0;
@@ -189,6 +168,22 @@ public class StateUpdateFrameTests
         }
 
         Assert.Equal(0, allocated);
+    }
+
+    /// <summary>A room of <paramref name="players"/> sessions, each on its own embedded channel (and so its own loop).</summary>
+    private static (Room Room, EmbeddedChannel[] Channels, PlayerSession[] Members) RoomOf(int players)
+    {
+        var room = new Room("r");
+        var channels = Enumerable.Range(0, players).Select(_ => new EmbeddedChannel(new ConnectionHandler())).ToArray();
+        var members = channels
+            .Select((channel, i) => new PlayerSession(TcpConnection.Of(channel), $"s{i}", $"p{i}", 1, null, TimeSpan.FromMilliseconds(100)))
+            .ToArray();
+        foreach (var member in members)
+        {
+            Assert.True(room.TryAdd(member));
+        }
+
+        return (room, channels, members);
     }
 
     private static byte[] ReadAll(IByteBuffer buffer)
