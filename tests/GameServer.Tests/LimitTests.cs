@@ -145,17 +145,18 @@ public class LimitTests
         var gaps = healthy.Select(p => UpdateWatch.MaxGapAsync(p, TimeSpan.FromSeconds(4))).ToList();
         var closes = await Task.WhenAll(slowSides.Select(s => s.Closed.WaitAsync(CaseTimeout)));
         Assert.All(closes, c => Assert.Equal(CloseReason.SlowConsumer, c.Reason));
+        foreach (var gap in await Task.WhenAll(gaps))
+        {
+            Assert.True(gap < TimeSpan.FromSeconds(1), $"a healthy player waited {gap.TotalMilliseconds:0} ms for a StateUpdate");
+        }
 
+        // Only after the watch: the collections forced here stop this whole process, the server in it too (seen as a
+        // 770-810 ms gap for every healthy player at once, on the code before and after the allocation-free tick).
         GC.Collect();
         GC.WaitForPendingFinalizers();
         GC.Collect();
         var managed = GC.GetTotalMemory(forceFullCollection: true);
         Assert.True(managed < 512L * 1024 * 1024, $"managed heap {managed / (1024 * 1024)} MB after 100 slow readers");
-
-        foreach (var gap in await Task.WhenAll(gaps))
-        {
-            Assert.True(gap < TimeSpan.FromSeconds(1), $"a healthy player waited {gap.TotalMilliseconds:0} ms for a StateUpdate");
-        }
 
         foreach (var player in healthy)
         {
