@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using DotNetty.Transport.Channels;
@@ -198,8 +197,6 @@ public class RoomUpdateBytesTests(ITestOutputHelper output)
         private async Task ReadAsync(CancellationToken stop)
         {
             var burstEnds = DateTime.UtcNow + TimeSpan.FromMilliseconds(random.Next(50, 200));
-            var header = new byte[4];
-            await using var stream = new NetworkStream(wire.Socket, ownsSocket: false);
             while (!stop.IsCancellationRequested)
             {
                 if (DateTime.UtcNow >= burstEnds)
@@ -209,10 +206,7 @@ public class RoomUpdateBytesTests(ITestOutputHelper output)
                     burstEnds = DateTime.UtcNow + TimeSpan.FromMilliseconds(random.Next(50, 200));
                 }
 
-                await stream.ReadExactlyAsync(header, stop);
-                var payload = new byte[BinaryPrimitives.ReadUInt32BigEndian(header)];
-                await stream.ReadExactlyAsync(payload, stop);
-                Check(ProtocolSerializer.Deserialize(payload));
+                Check(await wire.ReceiveAsync(stop: stop) ?? throw new EndOfStreamException("the server ended the stream"));
                 if (Failure is not null)
                 {
                     return;

@@ -224,7 +224,8 @@ public partial class SlowReaderTests(ITestOutputHelper output)
                     var burstEnd = Clock.Elapsed + Burst;
                     while (Clock.Elapsed < burstEnd && !stop.IsCancellationRequested)
                     {
-                        if (await wire.ReceiveAsync() is not { } message)
+                        // Not cancelled by the run's end: a frame being read is read whole.
+                        if (await wire.ReceiveAsync(stop: CancellationToken.None) is not { } message)
                         {
                             Failure = "end of stream";
                             return;

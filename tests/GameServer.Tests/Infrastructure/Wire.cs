@@ -33,10 +33,14 @@ public sealed class Wire : IDisposable
 
     public async Task SendRawAsync(byte[] bytes) => await Socket.SendAsync(bytes, SocketFlags.None);
 
-    /// <summary>Reads one frame; null at end of stream. Socket errors surface as <see cref="SocketException"/>.</summary>
-    public async Task<IMessage?> ReceiveAsync(TimeSpan? timeout = null)
+    /// <summary>
+    /// Reads one frame; null at end of stream. Socket errors surface as <see cref="SocketException"/>; the timeout, or
+    /// <paramref name="stop"/>, as <see cref="OperationCanceledException"/>.
+    /// </summary>
+    public async Task<IMessage?> ReceiveAsync(TimeSpan? timeout = null, CancellationToken stop = default)
     {
-        using var cts = new CancellationTokenSource(timeout ?? TimeSpan.FromSeconds(15));
+        using var cts = CancellationTokenSource.CreateLinkedTokenSource(stop);
+        cts.CancelAfter(timeout ?? TimeSpan.FromSeconds(15));
         var header = new byte[4];
         if (!await ReadExactlyAsync(header, cts.Token))
         {
